@@ -1,0 +1,150 @@
+"""The executor protocol: what the engine hands an executor and what it gets back.
+
+The engine knows executors only through this module. Built-in executors register through the
+entry-point group `wfe_yaml.executors`, exactly as a third-party plugin would.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+ENTRY_POINT_GROUP = "wfe_yaml.executors"
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    COMPENSATED = "compensated"
+    SUSPENDED = "suspended"
+
+
+class ExecutorConfig(BaseModel):
+    """Base of every executor's config model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+LogSink = Callable[[str, list[str]], None]
+"""Receives (stream, lines): stream is "stdout" or "stderr"; lines carry no newline."""
+
+
+@dataclass
+class StepRequest:
+    """Everything an executor needs to run one step once."""
+
+    run_id: str
+    workflow: str
+    path: str
+    name: str
+    type: str
+    config: Any
+    working_dir: Path
+    workspace: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    hidden_env: frozenset[str] = frozenset()
+    data: Mapping[str, Any] = field(default_factory=dict)
+    timeout: float | None = None
+    kill_grace: float = 10.0
+    log: LogSink = lambda stream, lines: None
+    context: Any = None
+
+    def process_env(self) -> dict[str, str]:
+        """The environment of a process started here: our own minus secrets, plus the step's."""
+        base = {k: v for k, v in os.environ.items() if k not in self.hidden_env}
+        base.update(self.env)
+        return base
+
+
+@dataclass
+class StepResult:
+    status: StepStatus
+    exit_code: int | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    masks: list[str] = field(default_factory=list)
+
+    @classmethod
+    def failed(cls, error: str, exit_code: int | None = None, **kw: Any) -> StepResult:
+        return cls(StepStatus.FAILED, exit_code=exit_code, error=error, **kw)
+
+
+class Executor(ABC):
+    """One step type. Subclasses set `names` and `config_model` and implement `run`.
+
+    Cancellation and timeouts reach `run` as `asyncio.CancelledError`: an executor must stop
+    its work (kill the process group, remove the container, close the V8 context) and re-raise.
+    """
+
+    names: ClassVar[tuple[str, ...]]
+    config_model: ClassVar[type[BaseModel]]
+    holds_slot: ClassVar[bool] = True
+    """Whether a running step of this type takes one of the run's --jobs slots."""
+
+    @abstractmethod
+    async def run(self, request: StepRequest) -> StepResult: ...
+
+
+class Registry:
+    """Step type name → executor class, filled from entry points and from code."""
+
+    def __init__(self) -> None:
+        self._classes: dict[str, type[Executor]] = {}
+        self._instances: dict[type[Executor], Executor] = {}
+        self._loaded = False
+
+    def register(self, executor: type[Executor]) -> type[Executor]:
+        for name in executor.names:
+            self._classes[name] = executor
+        return executor
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._classes)
+
+    def primary_names(self) -> list[str]:
+        """The first name of each executor, for listings that should not repeat aliases."""
+        self._load()
+        return sorted({cls.names[0] for cls in self._classes.values()})
+
+    def has(self, name: str) -> bool:
+        self._load()
+        return name in self._classes
+
+    def executor_class(self, name: str) -> type[Executor]:
+        self._load()
+        return self._classes[name]
+
+    def executor(self, name: str) -> Executor:
+        cls = self.executor_class(name)
+        if cls not in self._instances:
+            self._instances[cls] = cls()
+        return self._instances[cls]
+
+    def config_model(self, name: str) -> type[BaseModel]:
+        return self.executor_class(name).config_model
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        from importlib.metadata import entry_points
+
+        code_registered = dict(self._classes)
+        for entry in entry_points(group=ENTRY_POINT_GROUP):
+            self.register(entry.load())
+        self._classes.update(code_registered)
+
+
+registry = Registry()
