@@ -103,6 +103,8 @@ class Registry:
         self._classes: dict[str, type[Executor]] = {}
         self._instances: dict[type[Executor], Executor] = {}
         self._loaded = False
+        self.broken: dict[str, str] = {}
+        """Entry points that failed to import: name → why, shown when a file uses them."""
 
     def register(self, executor: type[Executor]) -> type[Executor]:
         for name in executor.names:
@@ -143,7 +145,10 @@ class Registry:
 
         code_registered = dict(self._classes)
         for entry in entry_points(group=ENTRY_POINT_GROUP):
-            self.register(entry.load())
+            try:
+                self.register(entry.load())
+            except Exception as error:  # a broken plugin must not take the others down
+                self.broken[entry.name] = f"{entry.value} failed to load: {error!r}"
         self._classes.update(code_registered)
 
 

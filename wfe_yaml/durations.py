@@ -1,4 +1,4 @@
-"""Durations as the format writes them: `250ms`, `30s`, `5m`, `1h`, `1h30m`; a bare integer is ms."""
+"""Durations as written in the format: `250ms`, `30s`, `5m`, `1h`, `1h30m`; bare integers are ms."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -16,7 +17,19 @@ class Mark:
     col: int
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}"
+        return f"{_display_path(self.file)}:{self.line}:{self.col}"
+
+
+def _display_path(file: str) -> str:
+    """Relative to the working directory when the file is below it, as a user typed it."""
+    if os.path.isabs(file):
+        try:
+            relative = os.path.relpath(file)
+        except ValueError:
+            return file
+        if not relative.startswith(".."):
+            return relative
+    return file
 
 
 class ConfigError(Exception):

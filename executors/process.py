@@ -1,0 +1,428 @@
+"""Subprocess control shared by the executors: process group, line streaming, cancellation.
+
+A process runs in its own session, so it and everything it starts form one process group
+that can be signalled as a whole. Its stdout and stderr are read as they arrive, cut into
+lines and handed on in batches: memory stays flat whatever the process prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from executors.base import LogSink
+from executors.outputs import holds_marker
+
+MAX_LINE_BYTES = 1024 * 1024
+"""A longer line is delivered as several lines of at most this many bytes."""
+
+PIPE_DRAIN_SECONDS = 0.5
+"""How long output may still arrive after the process exited, before the group is killed."""
+
+FIRST_READ_BYTES = 64 * 1024
+"""A pipe's read buffer at first: the usual pipe capacity."""
+
+GROWN_PIPE_BYTES = 1024 * 1024
+"""Read buffer and (on Linux) pipe capacity once a read fills the buffer: fewer reads."""
+
+_KILL_WAIT_SECONDS = 2.0
+_POLL_FIRST_SECONDS = 0.005
+_POLL_MAX_SECONDS = 0.05
+_PROC = Path("/proc")
+
+BatchHandler = Callable[[list[str], bool], None]
+"""Receives (lines, may_hold_marker): a batch of complete lines, and whether a `##wfe[`
+command may be among them (False guarantees there is none)."""
+
+
+@dataclass(frozen=True)
+class ProcessOutcome:
+    """How a process ended. Killed by a signal: `exit_code` is None and `signal` names it
+    (not 128+n, which a script can also `exit` with)."""
+
+    exit_code: int | None
+    signal: int | None
+    duration: float
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0
+
+    def describe(self) -> str:
+        if self.signal is not None:
+            return f"killed by signal {self.signal} ({signal_name(self.signal)})"
+        return f"exited with code {self.exit_code}"
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+class LineSplitter:
+    """Cuts a byte stream into lines: UTF-8 (invalid bytes replaced), no `\\n`, no trailing
+    `\\r`. Feed it chunks; `close()` delivers a last line that had no newline."""
+
+    def __init__(self, on_lines: BatchHandler, *, max_line: int = MAX_LINE_BYTES) -> None:
+        self._on_lines = on_lines
+        self._max_line = max_line
+        self._tail = bytearray()
+
+    def feed(self, data: bytes | bytearray, size: int | None = None) -> None:
+        """Take data[:size] (all of it by default); the buffer may be reused afterwards."""
+        end = len(data) if size is None else size
+        # Ranges no longer than a line's cap keep every line after the first one within it.
+        for start in range(0, end, self._max_line):
+            self._feed_range(data, start, min(start + self._max_line, end))
+
+    def close(self) -> None:
+        if self._tail:
+            last = bytes(self._tail)
+            self._tail.clear()
+            self._on_lines([_strip_cr(_decode(last))], holds_marker(last))
+
+    def _feed_range(self, data: bytes | bytearray, start: int, end: int) -> None:
+        view = memoryview(data)
+        last_newline = data.rfind(b"\n", start, end)
+        if last_newline < 0:
+            self._tail += view[start:end]
+            self._emit_overlong_tail()
+            return
+        first_newline = data.find(b"\n", start, end)
+        head = self._tail + view[start : first_newline + 1]
+        self._tail = bytearray(view[last_newline + 1 : end])
+        lines = self._head_lines(head)
+        marked = holds_marker(head)
+        if last_newline > first_newline:
+            # The bulk of the range is decoded in place, without copying it first.
+            lines += _split_lines(view[first_newline + 1 : last_newline + 1])
+            marked = marked or holds_marker(data, first_newline + 1, last_newline + 1)
+        self._on_lines(lines, marked)
+
+    def _head_lines(self, head: bytearray) -> list[str]:
+        """The line completed by this range's first newline (head ends with it)."""
+        if len(head) <= self._max_line:
+            return _split_lines(head)
+        return [_strip_cr(_decode(piece)) for piece in self._pieces(head[:-1])]
+
+    def _emit_overlong_tail(self) -> None:
+        while len(self._tail) > self._max_line:
+            cut = _char_boundary(self._tail, self._max_line)
+            piece = bytes(self._tail[:cut])
+            del self._tail[:cut]
+            self._on_lines([_decode(piece)], holds_marker(piece))
+
+    def _pieces(self, line: bytearray) -> list[bytes]:
+        pieces = []
+        while len(line) > self._max_line:
+            cut = _char_boundary(line, self._max_line)
+            pieces.append(bytes(line[:cut]))
+            del line[:cut]
+        pieces.append(bytes(line))
+        return pieces
+
+
+def _decode(data: bytes | bytearray | memoryview) -> str:
+    return str(data, "utf-8", "replace")
+
+
+def _split_lines(block: bytes | bytearray | memoryview) -> list[str]:
+    """The lines of a block that ends with a newline."""
+    text = _decode(block)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    lines = text.split("\n")
+    lines.pop()
+    return lines
+
+
+def _strip_cr(line: str) -> str:
+    return line[:-1] if line.endswith("\r") else line
+
+
+def _char_boundary(data: bytearray, limit: int) -> int:
+    """The largest cut at or below limit that does not split a UTF-8 sequence."""
+    for cut in range(limit, max(limit - 4, 0), -1):
+        if data[cut] & 0xC0 != 0x80:
+            return cut
+    return limit
+
+
+class _ProcessWatch(asyncio.SubprocessProtocol):
+    """What the supervisor waits for: the process's exit, the end of its output pipes, and a
+    failure of a line consumer (kept here, since a reader callback cannot raise usefully)."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.pipes_closed: asyncio.Future[None] = loop.create_future()
+        self.sink_failed: asyncio.Future[None] = loop.create_future()
+        self.sink_error: Exception | None = None
+        self.open_pipes = 0
+
+    def process_exited(self) -> None:
+        _resolve(self.exited)
+
+    def pipe_ended(self) -> None:
+        self.open_pipes -= 1
+        if self.open_pipes <= 0:
+            _resolve(self.pipes_closed)
+
+    def deliver(self, action: Callable[..., None], *args: object) -> None:
+        if self.sink_error is not None:
+            return  # the group is being terminated; its remaining output is dropped
+        try:
+            action(*args)
+        except Exception as error:
+            self.sink_error = error
+            _resolve(self.sink_failed)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class _PipeReader:
+    """Reads one pipe whenever it is readable, into one reused buffer (allocating a fresh
+    buffer per read costs more than the read itself), and feeds a line splitter."""
+
+    def __init__(self, fd: int, splitter: LineSplitter, watch: _ProcessWatch) -> None:
+        self._fd = fd
+        self._splitter = splitter
+        self._watch = watch
+        self._buffer = bytearray(FIRST_READ_BYTES)
+        self._loop = asyncio.get_running_loop()
+        self.closed = False
+        os.set_blocking(fd, False)
+        watch.open_pipes += 1
+        self._loop.add_reader(fd, self._on_readable)
+
+    def close(self) -> None:
+        """Stop reading; a last line without newline is still delivered. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        self._loop.remove_reader(self._fd)
+        os.close(self._fd)
+        self._watch.deliver(self._splitter.close)
+        self._watch.pipe_ended()
+
+    def _on_readable(self) -> None:
+        try:
+            size = os.readv(self._fd, [self._buffer])
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            size = 0
+        if size == 0:
+            self.close()
+            return
+        self._watch.deliver(self._splitter.feed, self._buffer, size)
+        if size == len(self._buffer) < GROWN_PIPE_BYTES:
+            self._enlarge()
+
+    def _enlarge(self) -> None:
+        # Only pipes that fill up grow: many quiet parallel steps should not each hold a
+        # large buffer, nor use up the pipe memory the kernel allows a user.
+        self._buffer = bytearray(GROWN_PIPE_BYTES)
+        set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+        if set_size is not None:
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(self._fd, set_size, GROWN_PIPE_BYTES)
+
+
+async def run_process(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    log: LogSink,
+    stdout_lines: Callable[[list[str]], None] | None = None,
+    stdout_markers_only: bool = True,
+    kill_grace: float = 10.0,
+    stdin_data: bytes | None = None,
+    drain: float = PIPE_DRAIN_SECONDS,
+) -> ProcessOutcome:
+    """Run argv in a new process group, streaming its output, until it and its pipes end.
+
+    Each batch of lines goes to `log(stream, lines)`; stdout batches go first to
+    `stdout_lines` (before `log`, so that masks found in a batch can already hide it), and
+    with `stdout_markers_only` only the batches that may hold a `##wfe[` command.
+
+    When the process exits while something it started still holds the pipes open, output is
+    awaited for `drain` seconds, then the rest of the group is terminated. Processes that no
+    longer write to the pipes are left running (a step may start a server for later steps).
+
+    Cancelling the awaiting task terminates the whole group (SIGTERM, up to `kill_grace`
+    seconds, then SIGKILL) and re-raises CancelledError; a second cancel kills at once.
+    An exception raised by `log` or `stdout_lines` terminates the group and is re-raised.
+    OSError when the process cannot be started (missing program or cwd).
+    """
+    started = time.monotonic()
+    stdout_splitter = LineSplitter(_stdout_handler(log, stdout_lines, stdout_markers_only))
+    stderr_splitter = LineSplitter(lambda lines, _marked: log("stderr", lines))
+    stdout_read, stdout_write = os.pipe()
+    stderr_read, stderr_write = os.pipe()
+    try:
+        transport, watch = await _spawn(argv, env, cwd, stdin_data, stdout_write, stderr_write)
+    except BaseException:
+        os.close(stdout_read)
+        os.close(stderr_read)
+        raise
+    finally:
+        os.close(stdout_write)
+        os.close(stderr_write)
+    readers = [
+        _PipeReader(stdout_read, stdout_splitter, watch),
+        _PipeReader(stderr_read, stderr_splitter, watch),
+    ]
+    try:
+        await _supervise(transport.get_pid(), watch, kill_grace, drain)
+    finally:
+        for reader in readers:
+            reader.close()
+        transport.close()
+    if watch.sink_error is not None:
+        raise watch.sink_error
+    return _outcome(transport.get_returncode(), time.monotonic() - started)
+
+
+async def _spawn(
+    argv: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    stdin_data: bytes | None,
+    stdout: int,
+    stderr: int,
+) -> tuple[asyncio.SubprocessTransport, _ProcessWatch]:
+    loop = asyncio.get_running_loop()
+    transport, watch = await loop.subprocess_exec(
+        _ProcessWatch,
+        *argv,
+        stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
+        stdout=stdout,
+        stderr=stderr,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    if stdin_data is not None:
+        _send_stdin(transport, stdin_data)
+    return transport, watch
+
+
+def _stdout_handler(
+    log: LogSink, stdout_lines: Callable[[list[str]], None] | None, markers_only: bool
+) -> BatchHandler:
+    if stdout_lines is None:
+        return lambda lines, _marked: log("stdout", lines)
+    consume = stdout_lines
+
+    def handle(lines: list[str], marked: bool) -> None:
+        if marked or not markers_only:
+            consume(lines)
+        log("stdout", lines)
+
+    return handle
+
+
+def _send_stdin(transport: asyncio.SubprocessTransport, data: bytes) -> None:
+    pipe = transport.get_pipe_transport(0)
+    if isinstance(pipe, asyncio.WriteTransport):
+        pipe.write(data)
+        pipe.close()
+
+
+async def _supervise(pgid: int, watch: _ProcessWatch, kill_grace: float, drain: float) -> None:
+    try:
+        ended = [watch.exited, watch.sink_failed]
+        await asyncio.wait(ended, return_when=asyncio.FIRST_COMPLETED)
+        if watch.sink_error is None:
+            await asyncio.wait([watch.pipes_closed], timeout=drain)
+        if watch.sink_error is not None or not watch.pipes_closed.done():
+            await _terminate_group(pgid, kill_grace)
+            await asyncio.wait([watch.exited], timeout=_KILL_WAIT_SECONDS)
+            # Something outside the group (it called setsid) may hold the pipes forever.
+            await asyncio.wait([watch.pipes_closed], timeout=drain)
+    except asyncio.CancelledError:
+        try:
+            await _terminate_group(pgid, kill_grace)
+        finally:
+            # Leave the reaping to asyncio's child watcher, not to transport.close().
+            await asyncio.wait([watch.exited], timeout=_KILL_WAIT_SECONDS)
+        raise
+
+
+async def _terminate_group(pgid: int, grace: float) -> None:
+    """SIGTERM the group, SIGKILL what is left after `grace` seconds (or on a second cancel)."""
+    _signal_group(pgid, signal.SIGTERM)
+    try:
+        if await _group_gone_within(pgid, grace):
+            return
+    except asyncio.CancelledError:
+        _signal_group(pgid, signal.SIGKILL)
+        await _group_gone_within(pgid, _KILL_WAIT_SECONDS)
+        raise
+    _signal_group(pgid, signal.SIGKILL)
+    await _group_gone_within(pgid, _KILL_WAIT_SECONDS)
+
+
+def _signal_group(pgid: int, number: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, number)
+
+
+async def _group_gone_within(pgid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    pause = _POLL_FIRST_SECONDS
+    while group_alive(pgid):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        await asyncio.sleep(min(pause, remaining))
+        pause = min(pause * 2, _POLL_MAX_SECONDS)
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs. Zombies do not count: an orphan waits for
+    init to reap it, and some container inits never do."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _live_member_in_proc(pgid) if _PROC.is_dir() else True
+
+
+def _live_member_in_proc(pgid: int) -> bool:
+    with os.scandir(_PROC) as entries:
+        return any(entry.name.isdigit() and _is_live_member(entry.path, pgid) for entry in entries)
+
+
+def _is_live_member(proc_dir: str, pgid: int) -> bool:
+    try:
+        with open(f"{proc_dir}/stat", "rb") as stat:
+            fields = stat.read().rpartition(b")")[2].split()
+    except OSError:
+        return False
+    # After the command name come: state, ppid, pgrp, ...
+    return fields[0] != b"Z" and int(fields[2]) == pgid
+
+
+def _outcome(returncode: int | None, duration: float) -> ProcessOutcome:
+    if returncode is not None and returncode < 0:
+        return ProcessOutcome(exit_code=None, signal=-returncode, duration=duration)
+    return ProcessOutcome(exit_code=returncode, signal=None, duration=duration)

@@ -1,0 +1,3 @@
+from wfe_yaml.cli.main import main
+
+main()

@@ -1,0 +1,89 @@
+"""What several verbs share: finding the file, loading it, and reporting config errors."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from wfe_yaml.errors import ConfigError
+    from wfe_yaml.plan import Plan
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_CONFIG = 2
+
+
+def file_argument(function: F) -> F:
+    return click.argument("file", required=False, type=click.Path(dir_okay=True))(function)
+
+
+def config_options(function: F) -> F:
+    """`-c key=value` and `--config-file`: values for `((name))` interpolation."""
+    function = click.option(
+        "-c",
+        "--config",
+        "assignments",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Set a ((variable)); the value is typed like an output (true, 3, 1.5, text).",
+    )(function)
+    return click.option(
+        "--config-file",
+        type=click.Path(dir_okay=False),
+        help="YAML or JSON file of ((variable)) values.",
+    )(function)
+
+
+def resolve_file(file: str | None) -> Path:
+    from wfe_yaml.errors import ConfigError
+    from wfe_yaml.loader import find_default_file
+
+    try:
+        return Path(file) if file else find_default_file()
+    except ConfigError as error:
+        fail(error)
+
+
+def load_plan(
+    file: str | None, assignments: Iterable[str] = (), config_file: str | None = None
+) -> Plan:
+    """Load the plan or print every config error and exit 2."""
+    from wfe_yaml.errors import ConfigError
+    from wfe_yaml.interpolate import parse_assignment
+    from wfe_yaml.loader import load
+
+    path = resolve_file(file)
+    try:
+        pairs = [parse_assignment(text) for text in assignments]
+        plan = load(path, config_file=config_file, assignments=pairs)
+    except ConfigError as error:
+        fail(error)
+    show_warnings(plan.warnings)
+    return plan
+
+
+def show_warnings(warnings: Iterable[ConfigError]) -> None:
+    for warning in warnings:
+        text = warning.format().replace("error: ", "warning: ", 1)
+        click.echo(style(text, "yellow"), err=True)
+
+
+def fail(error: ConfigError) -> NoReturn:
+    errors = error.errors
+    for item in errors:
+        click.echo(style(item.format(), "red"), err=True)
+    if len(errors) > 1:
+        click.echo(f"{len(errors)} errors", err=True)
+    sys.exit(EXIT_CONFIG)
+
+
+def style(text: str, colour: str) -> str:
+    import os
+
+    if os.environ.get("NO_COLOR") is not None or not sys.stderr.isatty():
+        return text
+    return click.style(text, fg=colour)

@@ -1,0 +1,77 @@
+"""Run-wide state shared by every workflow instance of one run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from executors.base import Registry, StepStatus
+from wfe_yaml.engine.events import EventBus, StepFinished
+from wfe_yaml.engine.result import StepRecord
+from wfe_yaml.plan import Plan
+from wfe_yaml.preflight import CapabilityProbe
+
+MAX_WORKFLOW_DEPTH = 32
+
+
+@dataclass
+class RunContext:
+    run_id: str
+    plan: Plan
+    root: str
+    bus: EventBus
+    registry: Registry
+    slots: asyncio.Semaphore
+    probe: CapabilityProbe
+    secrets: Mapping[str, str]
+    kill_grace: float
+    started_at: float = field(default_factory=time.time)
+    records: dict[str, StepRecord] = field(default_factory=dict)
+    leaf_tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    cancelled: bool = False
+    forced: bool = False
+
+    @property
+    def hidden_env(self) -> frozenset[str]:
+        """Declared secrets never reach a step through the inherited environment."""
+        return frozenset(self.plan.secrets)
+
+    def runner_env(self) -> dict[str, str]:
+        return {k: v for k, v in os.environ.items() if k not in self.hidden_env}
+
+    def cancel(self) -> None:
+        """Ctrl-C: stop running steps; hooks still run. A second call stops those too."""
+        if self.cancelled:
+            self.forced = True
+            self.kill_grace = 0.0
+        self.cancelled = True
+        for task in list(self.leaf_tasks):
+            task.cancel()
+
+    def finish(self, record: StepRecord) -> None:
+        self.records[record.path] = record
+        self.bus.emit(
+            StepFinished(
+                path=record.path,
+                workflow=record.workflow,
+                name=record.name,
+                type=record.type,
+                status=record.status,
+                attempts=record.attempts,
+                exit_code=record.exit_code,
+                started_at=record.started_at,
+                duration_ms=record.duration_ms,
+                error=record.error,
+                skip_reason=record.skip_reason,
+                outputs=record.outputs,
+            )
+        )
+
+    def skip(self, path: str, workflow: str, name: str, type_: str, reason: str) -> None:
+        record = StepRecord(path, workflow, name, type_, StepStatus.SKIPPED, skip_reason=reason)
+        record.started_at = time.time()
+        self.finish(record)

@@ -1,0 +1,564 @@
+"""One workflow instance: ready-set scheduling of its steps, hooks and failure handling."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from executors.base import StepRequest, StepResult, StepStatus
+from wfe_yaml import conditions, expressions
+from wfe_yaml.durations import format_duration
+from wfe_yaml.engine.context import RunContext
+from wfe_yaml.engine.environment import step_environment
+from wfe_yaml.engine.events import Notice, StepInfo, StepLog, StepStarted, WorkflowStarted
+from wfe_yaml.engine.result import StepRecord
+from wfe_yaml.plan import PlanStep, PlanWorkflow
+
+S = StepStatus
+
+
+@dataclass
+class Outcome:
+    """How a step (or block) ended, as its scope needs to know."""
+
+    status: StepStatus
+    hard_failure: bool = False
+    """Failed in a way that fails the workflow (not `continue`)."""
+
+
+@dataclass
+class WorkflowOutcome:
+    status: StepStatus
+    data: dict[str, Any]
+    error: str | None = None
+
+
+@dataclass
+class _Stop:
+    """Why the workflow starts nothing new, and what not-started steps become."""
+
+    status: StepStatus
+    reason: str
+
+
+@dataclass
+class WorkflowRun:
+    ctx: RunContext
+    workflow: PlanWorkflow
+    path: str
+    inputs: dict[str, Any]
+    depth: int = 0
+    data: dict[str, Any] = field(default_factory=dict)
+    step_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stop: _Stop | None = None
+    final: StepStatus | None = None
+    failed: bool = False
+    error: str | None = None
+    succeeded_order: list[tuple[PlanStep, str]] = field(default_factory=list)
+    running: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+    children: list[WorkflowRun] = field(default_factory=list)
+    fail_fast_groups: dict[str, str] = field(default_factory=dict)
+    group_limits: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+
+    async def execute(self) -> WorkflowOutcome:
+        self.data = dict(self.inputs)
+        self.ctx.bus.emit(WorkflowStarted(self.path, self.workflow.id, tuple(self.step_infos())))
+        missing = await self.missing_requirement(self.workflow.requires)
+        if missing:
+            self.skip_all(self.workflow.steps, self.path, missing)
+            return WorkflowOutcome(S.SKIPPED, self.data, missing)
+        timer = self.start_timer()
+        try:
+            await self.run_scope(self.workflow.steps, self.path)
+            if self.stop and self.stop.status is S.COMPENSATED:
+                await self.run_compensation()
+        finally:
+            if timer:
+                timer.cancel()
+        for hook in self.workflow.ensure:
+            if not await self.run_hook(hook, self.path):
+                self.failed = True
+        return WorkflowOutcome(self.status(), self.data, self.error)
+
+    def status(self) -> StepStatus:
+        if self.final is not None:
+            return self.final
+        if self.stop is not None and self.stop.status is not S.SKIPPED:
+            return self.stop.status
+        if self.ctx.cancelled:
+            return S.CANCELLED
+        return S.FAILED if self.failed or self.stop else S.SUCCEEDED
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    async def run_scope(self, steps: tuple[PlanStep, ...], prefix: str) -> bool:
+        """Run steps as their dependencies allow; True when one of them failed hard."""
+        ended: set[str] = set()
+        waiting = list(steps)
+        running: dict[asyncio.Task[Outcome], PlanStep] = {}
+        hard_failure = False
+        while waiting or running:
+            for step in [s for s in waiting if all(need in ended for need in s.needs)]:
+                waiting.remove(step)
+                path = f"{prefix}/{step.name}"
+                reason = self.reason_not_to_start(step)
+                if reason is not None:
+                    self.record_not_started(step, path, reason)
+                    ended.add(step.name)
+                    continue
+                running[asyncio.create_task(self.run_node(step, path))] = step
+            if not running:
+                break
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                step = running.pop(task)
+                outcome = task.result()
+                ended.add(step.name)
+                hard_failure |= outcome.hard_failure
+                if outcome.status is S.FAILED and step.group and step.fail_fast:
+                    self.trip_fail_fast(step)
+        return hard_failure
+
+    def reason_not_to_start(self, step: PlanStep) -> _Stop | None:
+        if self.stop is not None:
+            return self.stop
+        if self.ctx.cancelled:
+            return _Stop(S.CANCELLED, "run cancelled")
+        if step.group and step.group in self.fail_fast_groups:
+            return _Stop(S.CANCELLED, f"fail-fast: {self.fail_fast_groups[step.group]} failed")
+        return None
+
+    def trip_fail_fast(self, failed: PlanStep) -> None:
+        assert failed.group is not None
+        self.fail_fast_groups.setdefault(failed.group, failed.name)
+        for path, task in list(self.running.items()):
+            name = path.rsplit("/", 1)[-1]
+            if name.startswith(f"{failed.group}[") and name != failed.name:
+                task.cancel()
+
+    async def run_node(self, step: PlanStep, path: str) -> Outcome:
+        try:
+            skip_reason = await self.skip_reason(step)
+        except _StepError as error:
+            self.ctx.finish(self.failed_record(step, path, str(error)))
+            return Outcome(S.FAILED, hard_failure=await self.handle_failure(step, path))
+        if skip_reason is not None:
+            self.skip_all((step,), path.rsplit("/", 1)[0], skip_reason)
+            return Outcome(S.SKIPPED)
+        if step.is_parallel:
+            return await self.run_block(step, path)
+        limit = self.group_limit(step)
+        if limit is None:
+            return await self.run_step(step, path)
+        async with limit:
+            if self.reason_not_to_start(step) is not None:
+                self.record_not_started(step, path, self.reason_not_to_start(step))
+                return Outcome(S.CANCELLED)
+            return await self.run_step(step, path)
+
+    def group_limit(self, step: PlanStep) -> asyncio.Semaphore | None:
+        if step.group is None or step.max_parallel is None:
+            return None
+        return self.group_limits.setdefault(step.group, asyncio.Semaphore(step.max_parallel))
+
+    async def skip_reason(self, step: PlanStep) -> str | None:
+        missing = await self.missing_requirement(step.requires)
+        if missing:
+            return missing
+        if step.when is None:
+            return None
+        try:
+            if not conditions.evaluate(step.when, self.data, self.render_condition(step)):
+                return f"condition not met: {conditions.describe(step.when)}"
+        except (conditions.ConditionError, expressions.ExpressionError) as error:
+            raise _StepError(f"when: {error}") from error
+        return None
+
+    async def missing_requirement(self, requires: tuple[str, ...]) -> str | None:
+        return await self.ctx.probe.skip_reason(requires) if requires else None
+
+    # -- blocks and leaf steps -------------------------------------------------------------
+
+    async def run_block(self, step: PlanStep, path: str) -> Outcome:
+        started = time.time()
+        self.ctx.bus.emit(StepStarted(path, self.workflow.id, step.name, "parallel", 1))
+        hard = await self.run_scope(step.children, path)
+        status = S.FAILED if hard else S.SUCCEEDED
+        if self.ctx.cancelled and not hard:
+            status = S.CANCELLED
+        record = self.new_record(step, path, "parallel", status, started)
+        record.attempts = 1
+        if hard:
+            record.error = "a step of this block failed"
+        self.ctx.finish(record)
+        if status is S.FAILED:
+            return Outcome(status, hard_failure=await self.handle_failure(step, path))
+        return Outcome(status)
+
+    async def run_step(self, step: PlanStep, path: str, is_hook: bool = False) -> Outcome:
+        assert step.type is not None
+        started = time.time()
+        attempts, result = await self.attempts(step, path, is_hook)
+        record = self.new_record(step, path, step.type, result.status, started)
+        record.attempts, record.exit_code, record.error = attempts, result.exit_code, result.error
+        if result.status is S.SUCCEEDED:
+            record.outputs = self.merge_outputs(step, result.outputs)
+            self.succeeded_order.append((step, path))
+        self.ctx.finish(record)
+        hard = False
+        if result.status is S.SUCCEEDED:
+            hard = not await self.run_hooks(step.on_success, path)
+        elif result.status is S.FAILED:
+            await self.run_hooks(step.on_failure, path)
+            hard = await self.handle_failure(step, path)
+        hard |= not await self.run_hooks(step.ensure, path)
+        return Outcome(result.status, hard_failure=hard)
+
+    async def attempts(self, step: PlanStep, path: str, is_hook: bool) -> tuple[int, StepResult]:
+        behavior = step.error_behavior
+        attempt = 0
+        while True:
+            attempt += 1
+            result = await self.attempt(step, path, attempt, is_hook)
+            if not self.should_retry(step, result, attempt):
+                return attempt, result
+            delay = behavior.interval * behavior.backoff ** (attempt - 1)
+            if behavior.max_interval is not None:
+                delay = min(delay, behavior.max_interval)
+            self.ctx.bus.emit(
+                Notice(
+                    f"{result.error}; retrying in {format_duration(delay)} "
+                    f"(attempt {attempt + 1} of {behavior.max_retries + 1})",
+                    "warning",
+                    path,
+                )
+            )
+            await asyncio.sleep(delay)
+            if self.ctx.cancelled:
+                return attempt, StepResult(S.CANCELLED, error="run cancelled")
+
+    def should_retry(self, step: PlanStep, result: StepResult, attempt: int) -> bool:
+        behavior = step.error_behavior
+        if result.status is not S.FAILED or behavior.type != "retry" or self.ctx.cancelled:
+            return False
+        if attempt > behavior.max_retries:
+            return False
+        codes = behavior.on_exit_codes
+        return codes is None or result.exit_code in codes
+
+    async def attempt(self, step: PlanStep, path: str, attempt: int, is_hook: bool) -> StepResult:
+        assert step.type is not None
+        executor = self.ctx.registry.executor(step.type)
+        try:
+            request = self.request(step, path)
+        except _StepError as error:
+            return StepResult.failed(str(error))
+        note = getattr(executor, "start_note", None)
+        slot = self.ctx.slots if executor.holds_slot else None
+        if slot:
+            await slot.acquire()
+        try:
+            if self.ctx.cancelled and not is_hook:
+                return StepResult(S.CANCELLED, error="run cancelled")
+            self.ctx.bus.emit(
+                StepStarted(path, self.workflow.id, step.name, step.type, attempt, note)
+            )
+            return await self.execute_leaf(executor.run(request), path, step.timeout)
+        finally:
+            if slot:
+                slot.release()
+
+    async def execute_leaf(self, work: Any, path: str, timeout: float | None) -> StepResult:
+        task: asyncio.Task[StepResult] = asyncio.create_task(work)
+        self.ctx.leaf_tasks.add(task)
+        self.running[path] = task
+        try:
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+            if not done:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                if not task.cancelled() and task.exception() is None:
+                    return task.result()
+                assert timeout is not None
+                return StepResult.failed(f"timed out after {format_duration(timeout)}")
+            if task.cancelled():
+                return StepResult(S.CANCELLED, error=self.cancel_reason(path))
+            error = task.exception()
+            if error is not None:
+                return StepResult.failed(f"internal error in executor: {error!r}")
+            return task.result()
+        finally:
+            self.ctx.leaf_tasks.discard(task)
+            self.running.pop(path, None)
+
+    def cancel_reason(self, path: str) -> str:
+        if self.ctx.cancelled:
+            return "run cancelled"
+        if self.error:
+            return self.error
+        return "cancelled by fail-fast"
+
+    # -- requests, expressions, outputs ----------------------------------------------------
+
+    def request(self, step: PlanStep, path: str) -> StepRequest:
+        assert step.type is not None
+        config = self.rendered_config(step)
+        return StepRequest(
+            run_id=self.ctx.run_id,
+            workflow=self.workflow.id,
+            path=path,
+            name=step.name,
+            type=step.type,
+            config=config,
+            working_dir=self.workflow.workspace,
+            workspace=self.workflow.workspace,
+            env=step_environment(
+                self.data,
+                {name: self.ctx.secrets[name] for name in step.secrets if name in self.ctx.secrets},
+                self.render(step, dict(self.workflow.env)),
+                self.render(step, dict(step.env)),
+                {
+                    "WFE_RUN_ID": self.ctx.run_id,
+                    "WFE_WORKFLOW": self.workflow.id,
+                    "WFE_STEP": step.name,
+                    "WFE_WORKSPACE": str(self.workflow.workspace),
+                },
+            ),
+            hidden_env=self.ctx.hidden_env,
+            data=dict(self.data),
+            timeout=step.timeout,
+            kill_grace=self.ctx.kill_grace,
+            log=self.log_sink(path),
+            context=StepContext(self, step, path),
+        )
+
+    def rendered_config(self, step: PlanStep) -> Any:
+        if step.static_config is not None:
+            return step.static_config
+        assert step.type is not None
+        raw = self.render(step, dict(step.config))
+        try:
+            return self.ctx.registry.config_model(step.type).model_validate(raw)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()
+            )
+            raise _StepError(
+                f"config after rendering expressions is invalid: {problems}"
+            ) from error
+
+    def render(self, step: PlanStep, value: Any) -> Any:
+        try:
+            return expressions.render_value(value, self.expression_context(step))
+        except expressions.ExpressionError as error:
+            raise _StepError(str(error)) from error
+
+    def render_condition(self, step: PlanStep) -> Any:
+        return lambda text: expressions.render_condition(text, self.expression_context(step))
+
+    def expression_context(self, step: PlanStep) -> dict[str, Any]:
+        return {
+            "inputs": self.inputs,
+            "outputs": self.data,
+            "steps": {name: {"outputs": outputs} for name, outputs in self.step_outputs.items()},
+            "matrix": dict(step.matrix or {}),
+            "env": self.ctx.runner_env(),
+            "config": self.ctx.plan.variables,
+            "secrets": dict(self.ctx.secrets),
+            "run": {"id": self.ctx.run_id, "workflow": self.workflow.id, "path": self.path},
+        }
+
+    def log_sink(self, path: str) -> Any:
+        emit = self.ctx.bus.emit
+
+        def log(stream: str, lines: list[str]) -> None:
+            emit(StepLog(path, stream, lines))
+
+        return log
+
+    def merge_outputs(self, step: PlanStep, outputs: Mapping[str, Any]) -> dict[str, Any]:
+        outputs = dict(outputs)
+        self.data.update(outputs)
+        self.step_outputs[step.name] = outputs
+        if step.group:
+            self.step_outputs.setdefault(step.group, {}).update(outputs)
+        return outputs
+
+    # -- failure handling ------------------------------------------------------------------
+
+    async def handle_failure(self, step: PlanStep, path: str) -> bool:
+        """Apply the step's error behaviour; True when the failure fails the workflow."""
+        kind = step.error_behavior.type
+        if kind == "continue":
+            return False
+        self.failed = True
+        if self.stop is None:
+            if kind == "suspend":
+                self.stop = _Stop(S.SUSPENDED, f"run suspended at {step.name}")
+            elif kind == "compensate":
+                self.stop = _Stop(S.COMPENSATED, f"compensating after {step.name} failed")
+            else:
+                self.stop = _Stop(S.SKIPPED, f"upstream failed: {step.name}")
+        return True
+
+    async def run_compensation(self) -> None:
+        for step, path in reversed(self.succeeded_order):
+            if step.compensate:
+                await self.run_hooks(step.compensate, path)
+                record = self.ctx.records[path]
+                record.status = S.COMPENSATED
+                self.ctx.finish(record)
+
+    async def run_hooks(self, hooks: tuple[PlanStep, ...], owner_path: str) -> bool:
+        """Run hooks in order; True when all of them succeeded (or were skipped)."""
+        ok = True
+        for hook in hooks:
+            ok &= await self.run_hook(hook, owner_path.rsplit("/", 1)[0])
+        return ok
+
+    async def run_hook(self, hook: PlanStep, prefix: str) -> bool:
+        path = f"{prefix}/{hook.name}"
+        try:
+            reason = await self.skip_reason(hook)
+        except _StepError as error:
+            self.ctx.finish(self.failed_record(hook, path, str(error)))
+            return False
+        if reason is not None:
+            self.skip_all((hook,), prefix, reason)
+            return True
+        outcome = await self.run_step(hook, path, is_hook=True)
+        return outcome.status is not S.FAILED or hook.error_behavior.type == "continue"
+
+    # -- records ---------------------------------------------------------------------------
+
+    def new_record(
+        self, step: PlanStep, path: str, type_: str, status: StepStatus, started: float
+    ) -> StepRecord:
+        return StepRecord(
+            path=path,
+            workflow=self.workflow.id,
+            name=step.name,
+            type=type_,
+            status=status,
+            duration_ms=round((time.time() - started) * 1000),
+            started_at=started,
+        )
+
+    def failed_record(self, step: PlanStep, path: str, error: str) -> StepRecord:
+        record = self.new_record(step, path, step.type or "parallel", S.FAILED, time.time())
+        record.error = error
+        return record
+
+    def record_not_started(self, step: PlanStep, path: str, stop: _Stop | None) -> None:
+        assert stop is not None
+        status = S.CANCELLED if stop.status is S.CANCELLED else S.SKIPPED
+        record = self.new_record(step, path, step.type or "parallel", status, time.time())
+        record.skip_reason = stop.reason
+        self.ctx.finish(record)
+        self.record_children(step, path, stop.reason)
+
+    def skip_all(self, steps: tuple[PlanStep, ...], prefix: str, reason: str) -> None:
+        for step in steps:
+            path = f"{prefix}/{step.name}"
+            self.ctx.skip(path, self.workflow.id, step.name, step.type or "parallel", reason)
+            self.record_children(step, path, reason)
+
+    def record_children(self, step: PlanStep, path: str, reason: str) -> None:
+        if step.children:
+            self.skip_all(step.children, path, reason)
+
+    def step_infos(self) -> list[StepInfo]:
+        infos: list[StepInfo] = []
+
+        def walk(steps: tuple[PlanStep, ...], prefix: str, depth: int) -> None:
+            for step in steps:
+                path = f"{prefix}/{step.name}"
+                infos.append(
+                    StepInfo(path, self.workflow.id, step.name, step.type or "parallel", depth)
+                )
+                walk(step.children, path, depth + 1)
+
+        walk(self.workflow.steps, self.path, self.depth + 1)
+        return infos
+
+    # -- workflow timeout and cancellation -------------------------------------------------
+
+    def start_timer(self) -> asyncio.TimerHandle | None:
+        timeout = self.workflow.timeout
+        if timeout is None:
+            return None
+        loop = asyncio.get_running_loop()
+        return loop.call_later(timeout, self.time_out, timeout)
+
+    def time_out(self, timeout: float) -> None:
+        self.error = f"workflow '{self.workflow.id}' timed out after {format_duration(timeout)}"
+        self.failed = True
+        self.stop = self.stop or _Stop(S.SKIPPED, self.error)
+        self.cancel_running()
+
+    def cancel_running(self) -> None:
+        for task in list(self.running.values()):
+            task.cancel()
+        for child in self.children:
+            child.error = child.error or self.error
+            child.stop = child.stop or self.stop
+            child.cancel_running()
+
+
+class _StepError(Exception):
+    """A step fails before its executor starts (expression or config error)."""
+
+
+@dataclass
+class StepContext:
+    """What an executor may ask of the engine (DESIGN §2: executors get it, not import it)."""
+
+    run: WorkflowRun
+    step: PlanStep
+    path: str
+
+    @property
+    def source_file(self) -> str:
+        return str(self.run.workflow.source)
+
+    @property
+    def script_line(self) -> int | None:
+        return self.step.script_line
+
+    @property
+    def plan(self) -> Any:
+        return self.run.ctx.plan
+
+    async def run_workflow(self, workflow_id: str, data: dict[str, Any]) -> WorkflowOutcome:
+        """Run a child workflow as a nested instance of this run, under this step's path."""
+        from wfe_yaml.engine.context import MAX_WORKFLOW_DEPTH
+
+        if self.run.depth + 1 > MAX_WORKFLOW_DEPTH:
+            return WorkflowOutcome(
+                S.FAILED, data, f"child workflows nested deeper than {MAX_WORKFLOW_DEPTH} levels"
+            )
+        child = WorkflowRun(
+            ctx=self.run.ctx,
+            workflow=self.run.ctx.plan.workflows[workflow_id],
+            path=self.path,
+            inputs=data,
+            depth=self.run.depth + 1,
+        )
+        self.run.children.append(child)
+        task = asyncio.create_task(child.execute())
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # The child stops its own steps and still runs its ensure hooks before we go.
+            child.error = child.error or "cancelled"
+            child.stop = child.stop or _Stop(S.CANCELLED, "parent step cancelled")
+            child.cancel_running()
+            await task
+            raise
+        finally:
+            self.run.children.remove(child)

@@ -1,0 +1,180 @@
+"""Pydantic models of the format (DESIGN §3). Executor configs live with their executors."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from wfe_yaml.conditions import Condition
+from wfe_yaml.durations import Duration
+from wfe_yaml.types import TypeString
+
+UNIMPLEMENTED_WFE_KEYS = {"shared_volume"}
+"""WFE keys we accept and ignore, with a warning."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _as_list(value: Any) -> Any:
+    """Accept a single item where a list is expected (`requires: docker`, `ensure: {...}`)."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+class ErrorBehavior(Strict):
+    type: Literal["terminate", "retry", "continue", "suspend", "compensate"] = "terminate"
+    interval: Duration = 1.0
+    max_retries: int = Field(default=3, ge=0)
+    backoff: float = Field(default=1.0, ge=1.0)
+    max_interval: Duration | None = None
+    on_exit_codes: list[int] | None = None
+
+
+class OutputRef(Strict):
+    name: str
+    path: str | None = None
+    json_path: str | None = None
+
+    @classmethod
+    def coerce(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+class Step(Strict):
+    name: str = Field(min_length=1)
+    type: str | None = None
+    config: dict[str, Any] | None = None
+    parallel: list[Step] | None = None
+    needs: list[str] | None = None
+    when: Condition | None = None
+    requires: list[str] = []
+    matrix: dict[str, list[Any]] | None = None
+    max_parallel: int | None = Field(default=None, ge=1)
+    fail_fast: bool = True
+    timeout: Duration | None = None
+    error_behavior: ErrorBehavior | None = None
+    on_success: list[Step] = []
+    on_failure: list[Step] = []
+    ensure: list[Step] = []
+    compensate: list[Step] = []
+    outputs: list[OutputRef] = []
+    inputs: list[OutputRef] = []
+    runs_on: list[str] = []
+    env: dict[str, str] = {}
+    secrets: list[str] = []
+    continue_on_error: bool = False
+
+    _lists = field_validator(
+        "requires",
+        "on_success",
+        "on_failure",
+        "ensure",
+        "compensate",
+        "runs_on",
+        "secrets",
+        mode="before",
+    )(_as_list)
+
+    @field_validator("outputs", "inputs", mode="before")
+    @classmethod
+    def _refs(cls, value: Any) -> Any:
+        return [OutputRef.coerce(item) for item in _as_list(value)]
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        return env_strings(value)
+
+    def hooks(self) -> dict[str, list[Step]]:
+        return {
+            "on_success": self.on_success,
+            "on_failure": self.on_failure,
+            "ensure": self.ensure,
+            "compensate": self.compensate,
+        }
+
+
+class Readiness(Strict):
+    exec: list[str] | str | None = None
+    tcp: int | None = None
+    http: dict[str, Any] | int | None = None
+    interval: Duration = 2.0
+    timeout: Duration = 60.0
+    retries: int = 30
+
+
+class Service(Strict):
+    image: str
+    ports: list[int | str] = []
+    env: dict[str, str] = {}
+    command: list[str] | str | None = None
+    args: list[str] = []
+    readiness: Readiness | None = None
+    memory: str | None = None
+    cpus: float | str | None = None
+    cpu: str | None = None
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        return env_strings(value)
+
+
+class Workflow(Strict):
+    id: str = Field(min_length=1)
+    version: int = 1
+    name: str | None = None
+    description: str | None = None
+    inputs: dict[str, TypeString] = {}
+    outputs: dict[str, TypeString] = {}
+    steps: list[Step] = Field(min_length=1)
+    ensure: list[Step] = []
+    error_behavior: ErrorBehavior | None = None
+    timeout: Duration | None = None
+    env: dict[str, str] = {}
+    requires: list[str] = []
+    services: dict[str, Service] = {}
+    shared_volume: Any = None
+
+    _lists = field_validator("ensure", "requires", mode="before")(_as_list)
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        return env_strings(value)
+
+
+class Document(Strict):
+    include: list[str] = []
+    config: dict[str, Any] = {}
+    entry: str | None = None
+    secrets: list[str] = []
+    capabilities: dict[str, str] = {}
+    workflow: Workflow | None = None
+    workflows: list[Workflow] | None = None
+
+    _lists = field_validator("include", "secrets", mode="before")(_as_list)
+
+    def all_workflows(self) -> list[Workflow]:
+        if self.workflow is not None:
+            return [self.workflow]
+        return list(self.workflows or [])
+
+
+def env_strings(value: Any) -> Any:
+    """Environment values written as YAML numbers or booleans become their text."""
+    if not isinstance(value, dict):
+        return value
+    return {key: _env_text(item) for key, item in value.items()}
+
+
+def _env_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
