@@ -1,7 +1,7 @@
 """wfe-yaml: run a CI pipeline written in YAML, locally or on workers.
 
-    plan = wfe_yaml.load("workflows.yaml")
-    result = wfe_yaml.Engine().run(plan)
+plan = wfe_yaml.load("workflows.yaml")
+result = wfe_yaml.Engine().run(plan)
 """
 
 from __future__ import annotations

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from executors.base import Registry, StepStatus
+from executors.base import Executor, Registry, StepStatus
 from wfe_yaml.engine.events import EventBus, StepFinished
 from wfe_yaml.engine.result import StepRecord
-from wfe_yaml.plan import Plan
+from wfe_yaml.plan import Plan, PlanStep
 from wfe_yaml.preflight import CapabilityProbe
 
 MAX_WORKFLOW_DEPTH = 32
@@ -30,6 +30,10 @@ class RunContext:
     secrets: Mapping[str, str]
     kill_grace: float
     started_at: float = field(default_factory=time.time)
+    replay: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Step path → recorded outputs of a step that already succeeded: restored, not re-run."""
+    dispatch: Callable[[PlanStep, Executor], Executor] | None = None
+    """Chooses where a step runs (e.g. a remote worker) given its local executor."""
     records: dict[str, StepRecord] = field(default_factory=dict)
     leaf_tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     cancelled: bool = False

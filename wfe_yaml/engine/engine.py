@@ -6,16 +6,16 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from executors.base import Registry, StepStatus, registry
+from executors.base import Executor, Registry, StepStatus, registry
 from wfe_yaml.engine.context import RunContext
 from wfe_yaml.engine.events import EventBus, RunFinished, RunStarted, StepInfo, Subscriber
 from wfe_yaml.engine.result import RunResult
 from wfe_yaml.engine.workflow_run import WorkflowRun
 from wfe_yaml.errors import ConfigError
-from wfe_yaml.plan import Plan, PlanWorkflow
+from wfe_yaml.plan import Plan, PlanStep, PlanWorkflow
 from wfe_yaml.preflight import CapabilityProbe
 from wfe_yaml.types import check_inputs
 
@@ -39,10 +39,12 @@ class Engine:
         executors: Registry = registry,
         kill_grace: float = 10.0,
         subscribers: tuple[Subscriber, ...] = (),
+        dispatch: Callable[[PlanStep, Executor], Executor] | None = None,
     ):
         self.jobs = jobs or os.cpu_count() or 2
         self.registry = executors
         self.kill_grace = kill_grace
+        self.dispatch = dispatch
         self.bus = EventBus()
         for subscriber in subscribers:
             self.bus.subscribe(subscriber)
@@ -57,9 +59,14 @@ class Engine:
         workflow: str | None = None,
         inputs: Mapping[str, Any] | None = None,
         run_id: str | None = None,
+        *,
+        replay: Mapping[str, Mapping[str, Any]] | None = None,
+        attempt: int = 1,
     ) -> RunResult:
         """Run to the end from synchronous code (not from inside a running event loop)."""
-        return asyncio.run(self.run_async(plan, workflow, inputs, run_id))
+        return asyncio.run(
+            self.run_async(plan, workflow, inputs, run_id, replay=replay, attempt=attempt)
+        )
 
     async def run_async(
         self,
@@ -67,7 +74,12 @@ class Engine:
         workflow: str | None = None,
         inputs: Mapping[str, Any] | None = None,
         run_id: str | None = None,
+        *,
+        replay: Mapping[str, Mapping[str, Any]] | None = None,
+        attempt: int = 1,
     ) -> RunResult:
+        """Run a workflow. `replay` maps step paths that already succeeded (in an earlier
+        attempt of this run) to their recorded outputs: those steps are restored, not re-run."""
         target = plan.workflow(workflow)
         values = dict(inputs or {})
         check_run_inputs(target, values)
@@ -81,11 +93,13 @@ class Engine:
             probe=CapabilityProbe(plan.capabilities, cwd=plan.source.parent),
             secrets=read_secrets(plan),
             kill_grace=self.kill_grace,
+            replay=dict(replay or {}),
+            dispatch=self.dispatch,
         )
         entry = (asyncio.get_running_loop(), ctx)
         self._contexts.append(entry)
         try:
-            return await self._run(ctx, target, values)
+            return await self._run(ctx, target, values, attempt)
         finally:
             self._contexts.remove(entry)
             await ctx.probe.close()
@@ -96,10 +110,20 @@ class Engine:
             loop.call_soon_threadsafe(ctx.cancel)
 
     async def _run(
-        self, ctx: RunContext, target: PlanWorkflow, inputs: dict[str, Any]
+        self, ctx: RunContext, target: PlanWorkflow, inputs: dict[str, Any], attempt: int
     ) -> RunResult:
         root = WorkflowRun(ctx, target, target.id, inputs)
-        ctx.bus.emit(RunStarted(ctx.run_id, target.id, ctx.started_at, tuple(root.step_infos())))
+        ctx.bus.emit(
+            RunStarted(
+                ctx.run_id,
+                target.id,
+                ctx.started_at,
+                tuple(root.step_infos()),
+                attempt=attempt,
+                source=str(ctx.plan.source),
+                inputs=dict(inputs),
+            )
+        )
         outcome = await root.execute()
         records = sorted(ctx.records.values(), key=lambda r: r.started_at or 0.0)
         result = RunResult(

@@ -14,6 +14,11 @@ class RunStarted:
     started_at: float
     steps: tuple[StepInfo, ...] = ()
     """Every step known before the run starts (matrix instances included), in plan order."""
+    attempt: int = 1
+    """1 for a new run; resuming a run starts its next attempt under the same id."""
+    source: str = ""
+    """The workflows file the plan was loaded from."""
+    inputs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,8 @@ class WorkflowRun:
                 task.cancel()
 
     async def run_node(self, step: PlanStep, path: str) -> Outcome:
+        if path in self.ctx.replay:
+            return self.restore(step, path)
         try:
             skip_reason = await self.skip_reason(step)
         except _StepError as error:
@@ -160,6 +162,15 @@ class WorkflowRun:
                 self.record_not_started(step, path, self.reason_not_to_start(step))
                 return Outcome(S.CANCELLED)
             return await self.run_step(step, path)
+
+    def restore(self, step: PlanStep, path: str) -> Outcome:
+        """A step that succeeded in an earlier attempt of this run: its outputs, not a re-run."""
+        record = self.new_record(step, path, step.type or "parallel", S.SUCCEEDED, time.time())
+        record.outputs = self.merge_outputs(step, self.ctx.replay[path])
+        self.succeeded_order.append((step, path))
+        self.ctx.bus.emit(Notice("restored from an earlier attempt", "info", path))
+        self.ctx.finish(record)
+        return Outcome(S.SUCCEEDED)
 
     def group_limit(self, step: PlanStep) -> asyncio.Semaphore | None:
         if step.group is None or step.max_parallel is None:
@@ -254,6 +265,8 @@ class WorkflowRun:
     async def attempt(self, step: PlanStep, path: str, attempt: int, is_hook: bool) -> StepResult:
         assert step.type is not None
         executor = self.ctx.registry.executor(step.type)
+        if self.ctx.dispatch is not None:
+            executor = self.ctx.dispatch(step, executor)
         try:
             request = self.request(step, path)
         except _StepError as error:
