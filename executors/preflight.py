@@ -180,5 +180,12 @@ def _row(check: ToolCheck) -> tuple[str, ...]:
         report.version or "-",
         report.path or "-",
         check.kind,
-        "" if report.usable else report.how,
+        "" if report.usable else _short_note(report.how),
     )
+
+
+def _short_note(how: str) -> str:
+    """The table keeps to one screen line: a searched PATH is cut (the failure message has it)."""
+    if how.startswith("not on PATH (") and len(how) > 48:
+        return how[:45] + "…)"
+    return how
