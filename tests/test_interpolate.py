@@ -61,8 +61,9 @@ def test_whole_scalar_takes_the_variables_type(typed: dict[str, Any]) -> None:
     assert typed["build"] == {"tag": "v1.2", "os": "linux"}
 
 
-def test_spaces_inside_the_parentheses_are_trimmed(typed: dict[str, Any]) -> None:
-    assert typed["spaced"] == 85
+def test_spaces_inside_the_parentheses_leave_it_alone_for_bash(typed: dict[str, Any]) -> None:
+    # WFE matches only `((name))`: bash tests like `(( VERBOSE ))` must stay untouched.
+    assert typed["spaced"] == "(( coverage_threshold ))"
 
 
 def test_dotted_names_look_into_mappings_and_index_lists(typed: dict[str, Any]) -> None:
@@ -136,6 +137,11 @@ def test_shell_arithmetic_and_yaml_comments_are_left_alone() -> None:
         'echo $((count)) $(( count + 1 )) $(( ((count)) * 2 ))\necho "hello, world"\n'
     )
     assert data["workflow"]["id"] == "ci"
+
+
+def test_a_value_that_is_only_shell_arithmetic_is_left_alone() -> None:
+    source = parse_text("a: $((x))\nb: $(( x + 1 ))\n", "t.yaml")
+    assert interpolate(source, {"x": 1}) == {"a": "$((x))", "b": "$(( x + 1 ))"}
 
 
 def test_unbalanced_arithmetic_leaves_the_rest_of_the_string_alone() -> None:

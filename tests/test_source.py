@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -355,11 +354,9 @@ def test_yaml_syntax_error_points_at_the_problem() -> None:
 
 
 def test_deep_nesting_is_refused_without_recursion_error() -> None:
-    started = time.perf_counter()
     error = failure("deep.yaml")
     assert error.message == f"nesting deeper than {MAX_DEPTH} levels"
     assert (error.mark.line, error.mark.col) == (1, MAX_DEPTH + 1)  # type: ignore[union-attr]
-    assert time.perf_counter() - started < 1
 
 
 def test_deep_nesting_through_an_alias_is_refused() -> None:
@@ -368,12 +365,9 @@ def test_deep_nesting_through_an_alias_is_refused() -> None:
         parse_text(text, "t.yaml")
 
 
-def test_billion_laughs_is_refused_fast() -> None:
-    started = time.perf_counter()
+def test_billion_laughs_is_refused() -> None:
     error = failure("billion_laughs.yaml")
-    elapsed = time.perf_counter() - started
     assert error.message == "document expands to too many nodes (alias bomb?)"
-    assert elapsed < 0.5
 
 
 def test_multiple_documents_are_an_error_at_the_second() -> None:
@@ -405,7 +399,7 @@ def test_positions_of_values_and_keys_and_their_fallback() -> None:
     assert source.positions.key(("workflow", "steps", 0)) == Mark("t.yaml", 4, 7)
 
 
-def test_parse_of_a_1000_step_file_is_fast(tmp_path: Path) -> None:
+def test_parse_of_a_1000_step_file_keeps_anchor_positions(tmp_path: Path) -> None:
     lines = ["_templates:", "  sh: &sh {shell: bash, timeout: 10m}", "workflow:", "  steps:"]
     for index in range(1000):
         lines += [
@@ -418,8 +412,6 @@ def test_parse_of_a_1000_step_file_is_fast(tmp_path: Path) -> None:
         ]
     file = tmp_path / "big.yaml"
     file.write_text("\n".join(lines) + "\n")
-    started = time.perf_counter()
     source = parse_file(file)
-    assert time.perf_counter() - started < 0.5
     assert len(source.data["workflow"]["steps"]) == 1000
     assert source.positions.value(("workflow", "steps", 999, "config", "shell")).line == 2

@@ -10,13 +10,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from executors.outputs import auto_type
 from wfe_yaml.errors import ConfigError, Mark, did_you_mean, raise_all
 from wfe_yaml.source import MAX_DEPTH, PathKey, SourceFile, kind_of, parse_file
 
 _NAME = r"[A-Za-z0-9_.-]+"
-_WHOLE = re.compile(rf"\(\(\s*({_NAME})\s*\)\)")
+_WHOLE = re.compile(rf"\(\(({_NAME})\)\)")
 # `$((` opens shell arithmetic, which is skipped whole; anything else is a reference.
-_TOKEN = re.compile(rf"\$\(\(|\(\(\s*({_NAME})\s*\)\)")
+_TOKEN = re.compile(rf"\$\(\(|\(\(({_NAME})\)\)")
 _ASSIGNMENT_NAME = re.compile(_NAME)
 _INTEGER = re.compile(r"[-+]?[0-9]+")
 _FLOAT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
@@ -25,6 +26,7 @@ _NO_VARIABLES = "no variables are defined: add them under config: or pass -c nam
 # Top-level keys whose values are never interpolated: `config:` is a source of variables, not a
 # consumer, and `_`-keys are ignored by the format (their anchors were already copied out).
 _SOURCE_ONLY_KEY = "config"
+_ENV_EXAMPLE = """for example: WFE_CONFIG='{"coverage_threshold": 90}'"""
 
 
 def collect_variables(sources: list[Mapping[str, Any]]) -> dict[str, Any]:
@@ -85,9 +87,6 @@ def parse_config_env(text: str) -> dict[str, Any]:
     return value
 
 
-_ENV_EXAMPLE = """for example: WFE_CONFIG='{"coverage_threshold": 90}'"""
-
-
 def parse_assignment(text: str) -> tuple[str, Any]:
     """A `-c name=value` argument: the (possibly dotted) name and the auto-typed value."""
     name, equals, raw = text.partition("=")
@@ -99,20 +98,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
             f"invalid variable name '{name}' in '{text}'",
             hint="names use letters, digits, '_', '-' and '.' (for nesting)",
         )
-    return name, _auto_type(raw)
-
-
-def _auto_type(text: str) -> Any:
-    """The value a command-line string stands for, typed like step outputs are."""
-    if text in ("true", "false"):
-        return text == "true"
-    if text == "null":
-        return None
-    if _INTEGER.fullmatch(text):
-        return int(text)
-    if _FLOAT.fullmatch(text):
-        return float(text)
-    return text
+    return name, auto_type(raw)
 
 
 def _is_source_only(key: str) -> bool:
@@ -121,7 +107,7 @@ def _is_source_only(key: str) -> bool:
 
 def _merge_into(target: dict[str, Any], source: Mapping[str, Any]) -> None:
     for key, value in source.items():
-        parts = key.split(".")
+        parts = key.split(".") if isinstance(key, str) else [key]
         if "" in parts:  # not a usable dotted path: keep the key as it is
             parts = [key]
         node = target
