@@ -158,7 +158,7 @@ def mutations(text: str, rng: random.Random) -> list[str]:
         elif choice == 2:
             copy[index] = " " * rng.randrange(6) + copy[index]
         elif choice == 3:
-            word = rng.choice(KEYS + ["- ", ": ", "[", "&x", "*x", "((a))"])
+            word = rng.choice([*KEYS, "- ", ": ", "[", "&x", "*x", "((a))"])
             cut = rng.randrange(len(copy[index]) + 1)
             copy[index] = copy[index][:cut] + word + copy[index][cut:]
         else:
