@@ -54,6 +54,9 @@ class StepRequest:
     workspace: Path
     env: Mapping[str, str] = field(default_factory=dict)
     hidden_env: frozenset[str] = frozenset()
+    base_env: Mapping[str, str] | None = None
+    """The runner's environment minus secrets, when the caller has it at hand (saves a copy of
+    os.environ per step); None means: read os.environ here (a remote worker's own)."""
     data: Mapping[str, Any] = field(default_factory=dict)
     timeout: float | None = None
     kill_grace: float = 10.0
@@ -62,7 +65,10 @@ class StepRequest:
 
     def process_env(self) -> dict[str, str]:
         """The environment of a process started here: our own minus secrets, plus the step's."""
-        base = {k: v for k, v in os.environ.items() if k not in self.hidden_env}
+        if self.base_env is not None:
+            base = dict(self.base_env)
+        else:
+            base = {k: v for k, v in os.environ.items() if k not in self.hidden_env}
         base.update(self.env)
         return base
 

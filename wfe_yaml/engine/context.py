@@ -36,6 +36,10 @@ class RunContext:
     """Chooses where a step runs (e.g. a remote worker) given its local executor."""
     records: dict[str, StepRecord] = field(default_factory=dict)
     leaf_tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    """Running step executions and retry pauses: the first Ctrl-C stops them."""
+    hook_tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    """Running hooks: cleanup the first Ctrl-C lets finish; only a second one stops them."""
+    _runner_env: dict[str, str] | None = None
     cancelled: bool = False
     forced: bool = False
 
@@ -45,13 +49,19 @@ class RunContext:
         return frozenset(self.plan.secrets)
 
     def runner_env(self) -> dict[str, str]:
-        return {k: v for k, v in os.environ.items() if k not in self.hidden_env}
+        """The runner's environment minus declared secrets, read once per run."""
+        if self._runner_env is None:
+            self._runner_env = {k: v for k, v in os.environ.items() if k not in self.hidden_env}
+        return self._runner_env
 
     def cancel(self) -> None:
-        """Ctrl-C: stop running steps; hooks still run. A second call stops those too."""
+        """Ctrl-C: stop running steps; hooks still run. A second call kills everything now."""
         if self.cancelled:
             self.forced = True
             self.kill_grace = 0.0
+            for task in [*self.leaf_tasks, *self.hook_tasks]:
+                kill_now(task)
+            return
         self.cancelled = True
         for task in list(self.leaf_tasks):
             task.cancel()
@@ -79,3 +89,11 @@ class RunContext:
         record = StepRecord(path, workflow, name, type_, StepStatus.SKIPPED, skip_reason=reason)
         record.started_at = time.time()
         self.finish(record)
+
+
+def kill_now(task: asyncio.Task[Any]) -> None:
+    """Cancel twice: an executor takes a cancel that arrives while it waits out its kill grace
+    as the order to SIGKILL at once. The second cancel is queued behind the delivery of the
+    first, so a task that had not been cancelled yet gets both."""
+    task.cancel()
+    asyncio.get_running_loop().call_soon(task.cancel)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
 
 from executors.base import StepRequest, StepResult, StepStatus
+from executors.services import workflow_services
 from wfe_yaml import conditions, expressions
 from wfe_yaml.durations import format_duration
 from wfe_yaml.engine.context import RunContext
@@ -73,16 +75,18 @@ class WorkflowRun:
             self.skip_all(self.workflow.steps, self.path, missing)
             return WorkflowOutcome(S.SKIPPED, self.data, missing)
         timer = self.start_timer()
-        try:
-            await self.run_scope(self.workflow.steps, self.path)
-            if self.stop and self.stop.status is S.COMPENSATED:
-                await self.run_compensation()
-        finally:
-            if timer:
-                timer.cancel()
-        for hook in self.workflow.ensure:
-            if not await self.run_hook(hook, self.path):
-                self.failed = True
+        async with workflow_services(self) as services_ready:
+            try:
+                if services_ready:
+                    await self.run_scope(self.workflow.steps, self.path)
+                if self.stop and self.stop.status is S.COMPENSATED:
+                    await self.run_compensation()
+            finally:
+                if timer:
+                    timer.cancel()
+            for hook in self.workflow.ensure:
+                if not await self.run_hook(hook, self.path):
+                    self.failed = True
         return WorkflowOutcome(self.status(), self.data, self.error)
 
     def status(self) -> StepStatus:
@@ -98,18 +102,29 @@ class WorkflowRun:
 
     async def run_scope(self, steps: tuple[PlanStep, ...], prefix: str) -> bool:
         """Run steps as their dependencies allow; True when one of them failed hard."""
-        ended: set[str] = set()
-        waiting = list(steps)
+        blockers = {step.name: len(set(step.needs)) for step in steps}
+        dependents: dict[str, list[PlanStep]] = {}
+        for step in steps:
+            for need in set(step.needs):
+                dependents.setdefault(need, []).append(step)
+        ready = [step for step in steps if not blockers[step.name]]
         running: dict[asyncio.Task[Outcome], PlanStep] = {}
         hard_failure = False
-        while waiting or running:
-            for step in [s for s in waiting if all(need in ended for need in s.needs)]:
-                waiting.remove(step)
+
+        def ended(step: PlanStep) -> None:
+            for dependent in dependents.get(step.name, ()):
+                blockers[dependent.name] -= 1
+                if not blockers[dependent.name]:
+                    ready.append(dependent)
+
+        while ready or running:
+            while ready:
+                step = ready.pop(0)
                 path = f"{prefix}/{step.name}"
                 reason = self.reason_not_to_start(step)
                 if reason is not None:
                     self.record_not_started(step, path, reason)
-                    ended.add(step.name)
+                    ended(step)
                     continue
                 running[asyncio.create_task(self.run_node(step, path))] = step
             if not running:
@@ -117,20 +132,17 @@ class WorkflowRun:
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 step = running.pop(task)
-                outcome = task.result()
-                ended.add(step.name)
-                hard_failure |= outcome.hard_failure
-                if outcome.status is S.FAILED and step.group and step.fail_fast:
-                    self.trip_fail_fast(step)
+                hard_failure |= task.result().hard_failure
+                ended(step)
         return hard_failure
 
     def reason_not_to_start(self, step: PlanStep) -> _Stop | None:
+        if step.group and step.group in self.fail_fast_groups:
+            return _Stop(S.CANCELLED, f"fail-fast: {self.fail_fast_groups[step.group]} failed")
         if self.stop is not None:
             return self.stop
         if self.ctx.cancelled:
             return _Stop(S.CANCELLED, "run cancelled")
-        if step.group and step.group in self.fail_fast_groups:
-            return _Stop(S.CANCELLED, f"fail-fast: {self.fail_fast_groups[step.group]} failed")
         return None
 
     def trip_fail_fast(self, failed: PlanStep) -> None:
@@ -158,9 +170,6 @@ class WorkflowRun:
         if limit is None:
             return await self.run_step(step, path)
         async with limit:
-            if self.reason_not_to_start(step) is not None:
-                self.record_not_started(step, path, self.reason_not_to_start(step))
-                return Outcome(S.CANCELLED)
             return await self.run_step(step, path)
 
     def restore(self, step: PlanStep, path: str) -> Outcome:
@@ -214,7 +223,10 @@ class WorkflowRun:
     async def run_step(self, step: PlanStep, path: str, is_hook: bool = False) -> Outcome:
         assert step.type is not None
         started = time.time()
-        attempts, result = await self.attempts(step, path, is_hook)
+        try:
+            attempts, result = await self.attempts(step, path, is_hook)
+        except _NotStarted as not_started:
+            return Outcome(self.record_not_started(step, path, not_started.stop))
         record = self.new_record(step, path, step.type, result.status, started)
         record.attempts, record.exit_code, record.error = attempts, result.exit_code, result.error
         if result.status is S.SUCCEEDED:
@@ -223,11 +235,14 @@ class WorkflowRun:
         self.ctx.finish(record)
         hard = False
         if result.status is S.SUCCEEDED:
-            hard = not await self.run_hooks(step.on_success, path)
+            hard = not await self.run_hooks(step, step.on_success, path)
         elif result.status is S.FAILED:
-            await self.run_hooks(step.on_failure, path)
+            # Decided before on_failure runs, so that nothing new starts meanwhile.
             hard = await self.handle_failure(step, path)
-        hard |= not await self.run_hooks(step.ensure, path)
+            await self.run_hooks(step, step.on_failure, path)
+        elif result.status is S.SUSPENDED:
+            hard = self.suspend_after(step)
+        hard |= not await self.run_hooks(step, step.ensure, path)
         return Outcome(result.status, hard_failure=hard)
 
     async def attempts(self, step: PlanStep, path: str, is_hook: bool) -> tuple[int, StepResult]:
@@ -249,13 +264,23 @@ class WorkflowRun:
                     path,
                 )
             )
-            await asyncio.sleep(delay)
-            if self.ctx.cancelled:
-                return attempt, StepResult(S.CANCELLED, error="run cancelled")
+            if not await self.pause_before_retry(path, delay, is_hook):
+                stop = self.interruption(step)
+                reason = stop.reason if stop else "cancelled"
+                return attempt, StepResult(S.CANCELLED, exit_code=result.exit_code, error=reason)
+
+    async def pause_before_retry(self, path: str, delay: float, is_hook: bool) -> bool:
+        """Waits out a retry interval; False when Ctrl-C, a timeout or fail-fast cut it short."""
+        pause = asyncio.create_task(asyncio.sleep(delay))
+        with self.tracked(path, pause, is_hook):
+            await asyncio.wait({pause})
+        return not pause.cancelled()
 
     def should_retry(self, step: PlanStep, result: StepResult, attempt: int) -> bool:
         behavior = step.error_behavior
-        if result.status is not S.FAILED or behavior.type != "retry" or self.ctx.cancelled:
+        if result.status is not S.FAILED or behavior.type != "retry":
+            return False
+        if self.interruption(step) is not None:
             return False
         if attempt > behavior.max_retries:
             return False
@@ -276,21 +301,54 @@ class WorkflowRun:
         if slot:
             await slot.acquire()
         try:
-            if self.ctx.cancelled and not is_hook:
-                return StepResult(S.CANCELLED, error="run cancelled")
+            stop = self.reason_not_to_run(step, is_hook)
+            if stop is not None:
+                if attempt == 1:
+                    raise _NotStarted(stop)
+                return StepResult(S.CANCELLED, error=stop.reason)
             self.ctx.bus.emit(
                 StepStarted(path, self.workflow.id, step.name, step.type, attempt, note)
             )
-            return await self.execute_leaf(executor.run(request), path, step.timeout)
+            return await self.execute_leaf(executor.run(request), path, step.timeout, is_hook)
         finally:
             if slot:
                 slot.release()
 
-    async def execute_leaf(self, work: Any, path: str, timeout: float | None) -> StepResult:
-        task: asyncio.Task[StepResult] = asyncio.create_task(work)
-        self.ctx.leaf_tasks.add(task)
+    def reason_not_to_run(self, step: PlanStep, is_hook: bool) -> _Stop | None:
+        """Why an attempt whose turn has come (a --jobs slot freed) must not run after all."""
+        if self.ctx.forced:
+            return _Stop(S.CANCELLED, "run killed")
+        return None if is_hook else self.interruption(step)
+
+    def interruption(self, step: PlanStep) -> _Stop | None:
+        """Why a step under way must stop: fail-fast, Ctrl-C, or its workflow's timeout (or
+        the cancel of the step that runs its workflow). A `terminate` elsewhere is no reason:
+        steps already under way finish."""
+        if step.group and step.group in self.fail_fast_groups:
+            return _Stop(S.CANCELLED, f"fail-fast: {self.fail_fast_groups[step.group]} failed")
+        if self.ctx.cancelled:
+            return _Stop(S.CANCELLED, "run cancelled")
+        if self.error:
+            return self.stop or _Stop(S.CANCELLED, self.error)
+        return None
+
+    @contextlib.contextmanager
+    def tracked(self, path: str, task: asyncio.Task[Any], is_hook: bool) -> Iterator[None]:
+        """Registers a running task where Ctrl-C, the workflow timeout and fail-fast find it."""
+        tasks = self.ctx.hook_tasks if is_hook else self.ctx.leaf_tasks
+        tasks.add(task)
         self.running[path] = task
         try:
+            yield
+        finally:
+            tasks.discard(task)
+            self.running.pop(path, None)
+
+    async def execute_leaf(
+        self, work: Any, path: str, timeout: float | None, is_hook: bool
+    ) -> StepResult:
+        task: asyncio.Task[StepResult] = asyncio.create_task(work)
+        with self.tracked(path, task, is_hook):
             done, _ = await asyncio.wait({task}, timeout=timeout)
             if not done:
                 task.cancel()
@@ -305,9 +363,6 @@ class WorkflowRun:
             if error is not None:
                 return StepResult.failed(f"internal error in executor: {error!r}")
             return task.result()
-        finally:
-            self.ctx.leaf_tasks.discard(task)
-            self.running.pop(path, None)
 
     def cancel_reason(self, path: str) -> str:
         if self.ctx.cancelled:
@@ -343,6 +398,7 @@ class WorkflowRun:
                 },
             ),
             hidden_env=self.ctx.hidden_env,
+            base_env=self.ctx.runner_env(),
             data=dict(self.data),
             timeout=step.timeout,
             kill_grace=self.ctx.kill_grace,
@@ -366,6 +422,8 @@ class WorkflowRun:
             ) from error
 
     def render(self, step: PlanStep, value: Any) -> Any:
+        if not _has_expression(value):
+            return value
         try:
             return expressions.render_value(value, self.expression_context(step))
         except expressions.ExpressionError as error:
@@ -406,6 +464,8 @@ class WorkflowRun:
 
     async def handle_failure(self, step: PlanStep, path: str) -> bool:
         """Apply the step's error behaviour; True when the failure fails the workflow."""
+        if step.group and step.fail_fast:
+            self.trip_fail_fast(step)
         kind = step.error_behavior.type
         if kind == "continue":
             return False
@@ -419,18 +479,26 @@ class WorkflowRun:
                 self.stop = _Stop(S.SKIPPED, f"upstream failed: {step.name}")
         return True
 
+    def suspend_after(self, step: PlanStep) -> bool:
+        """A step ended suspended (its child workflow did): this workflow stops as suspended."""
+        self.failed = True
+        self.stop = self.stop or _Stop(S.SUSPENDED, f"run suspended at {step.name}")
+        return True
+
     async def run_compensation(self) -> None:
         for step, path in reversed(self.succeeded_order):
             if step.compensate:
-                await self.run_hooks(step.compensate, path)
+                await self.run_hooks(step, step.compensate, path)
                 record = self.ctx.records[path]
                 record.status = S.COMPENSATED
                 self.ctx.finish(record)
 
-    async def run_hooks(self, hooks: tuple[PlanStep, ...], owner_path: str) -> bool:
+    async def run_hooks(
+        self, owner: PlanStep, hooks: tuple[PlanStep, ...], owner_path: str
+    ) -> bool:
         """Run hooks in order; True when all of them succeeded (or were skipped)."""
         ok = True
-        for hook in hooks:
+        for hook in instance_hooks(owner, hooks):
             ok &= await self.run_hook(hook, owner_path.rsplit("/", 1)[0])
         return ok
 
@@ -467,13 +535,13 @@ class WorkflowRun:
         record.error = error
         return record
 
-    def record_not_started(self, step: PlanStep, path: str, stop: _Stop | None) -> None:
-        assert stop is not None
+    def record_not_started(self, step: PlanStep, path: str, stop: _Stop) -> StepStatus:
         status = S.CANCELLED if stop.status is S.CANCELLED else S.SKIPPED
         record = self.new_record(step, path, step.type or "parallel", status, time.time())
         record.skip_reason = stop.reason
         self.ctx.finish(record)
         self.record_children(step, path, stop.reason)
+        return status
 
     def skip_all(self, steps: tuple[PlanStep, ...], prefix: str, reason: str) -> None:
         for step in steps:
@@ -523,8 +591,33 @@ class WorkflowRun:
             child.cancel_running()
 
 
+def instance_hooks(owner: PlanStep, hooks: tuple[PlanStep, ...]) -> tuple[PlanStep, ...]:
+    """A matrix instance's hooks see its `matrix` values and carry its `[key=value]` label, so
+    that the hooks of `unit[shard=1]` and `unit[shard=2]` are two steps, not one."""
+    if owner.group is None or owner.matrix is None:
+        return hooks
+    label = owner.name[len(owner.group) :]
+    return tuple(replace(hook, name=hook.name + label, matrix=owner.matrix) for hook in hooks)
+
+
+async def wait_out(task: asyncio.Task[Any]) -> None:
+    """Await a task to its end through further cancels: a second Ctrl-C kills the steps of a
+    child workflow at once, and the child must still end (and be recorded) before its step."""
+    while not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
+
+
 class _StepError(Exception):
     """A step fails before its executor starts (expression or config error)."""
+
+
+class _NotStarted(Exception):
+    """A step whose turn came after its workflow stopped starting steps: it never ran."""
+
+    def __init__(self, stop: _Stop):
+        super().__init__(stop.reason)
+        self.stop = stop
 
 
 @dataclass
@@ -571,7 +664,17 @@ class StepContext:
             child.error = child.error or "cancelled"
             child.stop = child.stop or _Stop(S.CANCELLED, "parent step cancelled")
             child.cancel_running()
-            await task
+            await wait_out(task)
             raise
         finally:
             self.run.children.remove(child)
+
+
+def _has_expression(value: Any) -> bool:
+    if isinstance(value, str):
+        return "${{" in value
+    if isinstance(value, dict):
+        return any(_has_expression(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_expression(item) for item in value)
+    return False

@@ -152,7 +152,7 @@ def outcome_detail(
         return error
     if exit_code:
         return f"exited with code {exit_code}"
-    return None
+    return skip_reason
 
 
 def status_phrase(status: str, duration_ms: int | None, detail: str | None) -> str:
