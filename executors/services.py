@@ -32,7 +32,7 @@ from executors.docker import (
     ContainerProblem,
     ContainerSpec,
     create_container,
-    engine_client,
+    engine_clients,
     engine_error_text,
     ensure_image,
     finish_despite_cancel,
@@ -206,7 +206,7 @@ class _Services:
 
     async def start(self, declared: Mapping[str, Service]) -> ServiceNetwork:
         try:
-            self._api = await engine_client(self._run.ctx.runner_env())
+            self._api = (await engine_clients(self._run.ctx.runner_env())).api
             network = ServiceNetwork(await self._create_network())
             started = await _all_or_first_failure(
                 [self._start(name, service, network.network) for name, service in declared.items()]

@@ -14,12 +14,13 @@ from executors.base import registry
 from wfe_yaml import conditions, expressions
 from wfe_yaml.errors import ConfigError, Mark, did_you_mean
 from wfe_yaml.models import ErrorBehavior, Step, Workflow
-from wfe_yaml.plan import HOOK_KINDS, PlanStep, PlanWorkflow, walk_steps
+from wfe_yaml.plan import HOOK_KINDS, PlanStep, PlanWorkflow
 from wfe_yaml.source import Positions
 from wfe_yaml.types import parse_schema
 from wfe_yaml.validation import errors_from_validation
 
 Loc = tuple[str | int, ...]
+_HOOK_LISTS = frozenset(HOOK_KINDS)
 PLACEHOLDER = "\0invalid"
 """Type of a step that failed validation: kept so the rest of the file can still be checked."""
 
@@ -53,8 +54,9 @@ def compile_workflows(
     sources: list[WorkflowSource], secrets: Iterable[str], problems: Problems
 ) -> dict[str, PlanWorkflow]:
     declared_secrets = set(secrets)
+    ids = [source.model.id for source in sources]
     workflows = {
-        source.model.id: _WorkflowCompiler(source, declared_secrets, problems).compile()
+        source.model.id: _WorkflowCompiler(source, declared_secrets, ids, problems).compile()
         for source in sources
     }
     _check_workflow_calls(sources, workflows, problems)
@@ -62,8 +64,11 @@ def compile_workflows(
 
 
 class _WorkflowCompiler:
-    def __init__(self, source: WorkflowSource, secrets: set[str], problems: Problems):
+    def __init__(
+        self, source: WorkflowSource, secrets: set[str], workflow_ids: list[str], problems: Problems
+    ):
         self.source = source
+        self.workflow_ids = workflow_ids
         self.model = source.model
         self.secrets = secrets
         self.problems = problems
@@ -74,10 +79,21 @@ class _WorkflowCompiler:
         }
 
     def mark(self, loc: Loc) -> Mark:
-        return self.source.positions.value(self.source.loc + loc)
+        return self.source.positions.value(self.written(loc))
 
     def key_mark(self, loc: Loc) -> Mark:
-        return self.source.positions.key(self.source.loc + loc)
+        return self.source.positions.key(self.written(loc))
+
+    def written(self, loc: Loc) -> Loc:
+        """The file path of `loc`: a hook written as a single mapping has no list index."""
+        positions = self.source.positions
+        path: list[str | int] = []
+        for part in self.source.loc + loc:
+            in_hook = isinstance(part, int) and path and path[-1] in _HOOK_LISTS
+            if in_hook and positions.value((*path, part)) == positions.value(tuple(path)):
+                continue
+            path.append(part)
+        return tuple(path)
 
     def compile(self) -> PlanWorkflow:
         model = self.model
@@ -110,17 +126,16 @@ class _WorkflowCompiler:
 
     def scope(self, steps: list[Step], loc: Loc, sequential: bool) -> tuple[PlanStep, ...]:
         compiled = [self.step(step, (*loc, index)) for index, step in enumerate(steps)]
-        instances: list[list[PlanStep]] = [self.expand_matrix(step) for step in compiled]
-        names_by_group = {
-            step.name: [instance.name for instance in group]
-            for step, group in zip(compiled, instances, strict=True)
-        }
+        instances = [self.expand_matrix(step, (*loc, index)) for index, step in enumerate(compiled)]
+        names_by_group: dict[str, list[str]] = {}
+        for step, group in zip(compiled, instances, strict=True):
+            names_by_group.setdefault(step.name, [instance.name for instance in group])
         wired: list[PlanStep] = []
         previous: list[str] = []
         for index, (model, group) in enumerate(zip(steps, instances, strict=True)):
             needs = self.resolve_needs(model, (*loc, index), names_by_group, previous, sequential)
             wired.extend(replace(instance, needs=tuple(needs)) for instance in group)
-            previous = names_by_group[model.name]
+            previous = [instance.name for instance in group]
         self.check_cycles(wired, steps, loc)
         return tuple(wired)
 
@@ -151,6 +166,8 @@ class _WorkflowCompiler:
 
     def check_cycles(self, wired: list[PlanStep], models: list[Step], loc: Loc) -> None:
         graph = {step.name: step.needs for step in wired}
+        if len(graph) < len(wired):
+            return  # duplicate names, already reported, would make false cycles
         cycle = _find_cycle(graph)
         if cycle is None:
             return
@@ -168,7 +185,7 @@ class _WorkflowCompiler:
         self.check_when(model, loc)
         if model.inputs:
             self.problems.warn(
-                "step-level inputs: are a WFE key with no effect; it is ignored",
+                "a step's `inputs:` is a WFE key with no effect here; it is ignored",
                 self.key_mark((*loc, "inputs")),
             )
         if model.parallel is not None:
@@ -209,6 +226,8 @@ class _WorkflowCompiler:
     def leaf_step(self, model: Step, loc: Loc, hook: bool) -> PlanStep:
         config = model.config or {}
         static_config = self.check_type_and_config(model, loc)
+        if model.type == "workflow":
+            self.check_call(model, config, loc)
         if hook:
             for key in ("needs", "matrix"):
                 if getattr(model, key) is not None:
@@ -294,24 +313,37 @@ class _WorkflowCompiler:
             validated = registry.config_model(model.type).model_validate(config)
         except ValidationError as error:
             config_loc = (*self.source.loc, *loc, "config")
-            self.problems.errors.extend(
-                errors_from_validation(
-                    error,
-                    self.source.positions,
-                    config_loc,
-                    skip=lambda problem: _has_expression(problem.get("input")),
-                )
+            found = errors_from_validation(
+                error,
+                self.source.positions,
+                config_loc,
+                skip=lambda problem: _has_expression(problem.get("input")),
+                data=config,
+                context=f"the {model.type} config of step '{model.name}'",
             )
+            if model.config is None:
+                found = [self.missing_config(model, loc, error) for error in found]
+            self.problems.errors.extend(found)
             return None
         return None if _has_expression(config) else validated
 
-    def expand_matrix(self, step: PlanStep) -> list[PlanStep]:
+    def missing_config(self, model: Step, loc: Loc, error: ConfigError) -> ConfigError:
+        """A config error of a step that has no `config:` at all, shown at its `type:`."""
+        return ConfigError(
+            f"step '{model.name}' has no config: {error.message}",
+            self.mark((*loc, "type")),
+            error.hint,
+        )
+
+    def expand_matrix(self, step: PlanStep, loc: Loc) -> list[PlanStep]:
         if not step.matrix:
             return [step]
         keys = list(step.matrix)
         empty = [key for key in keys if not step.matrix[key]]
         if empty:
-            self.problems.error(f"matrix key '{empty[0]}' has no values", step.mark)
+            self.problems.error(
+                f"matrix key '{empty[0]}' has no values", self.mark((*loc, "matrix", empty[0]))
+            )
             return [step]
         instances = []
         for values in itertools.product(*(step.matrix[key] for key in keys)):
@@ -337,6 +369,16 @@ class _WorkflowCompiler:
             )
             return
         self.names[name] = loc
+
+    def check_call(self, model: Step, config: Mapping[str, Any], loc: Loc) -> None:
+        target = config.get("workflow")
+        if isinstance(target, str) and "${{" not in target and target not in self.workflow_ids:
+            self.problems.error(
+                f"step '{model.name}' calls unknown workflow '{target}'",
+                self.mark((*loc, "config", "workflow")),
+                did_you_mean(target, self.workflow_ids)
+                or f"workflows: {', '.join(self.workflow_ids)}",
+            )
 
     def check_secrets(self, model: Step, loc: Loc) -> None:
         for index, name in enumerate(model.secrets):
@@ -365,6 +407,8 @@ class _WorkflowCompiler:
                 self.problems.error(message, mark)
 
     def check_declared_outputs(self) -> None:
+        if any(step.type == PLACEHOLDER for step in _all_model_steps(self.model)):
+            return  # a step with mistakes may be the one that declares it
         for name in self.model.outputs:
             if name not in self.step_outputs:
                 self.problems.error(
@@ -378,15 +422,6 @@ def _check_workflow_calls(
     sources: list[WorkflowSource], workflows: Mapping[str, PlanWorkflow], problems: Problems
 ) -> None:
     by_id = {source.model.id: source for source in sources}
-    for workflow in workflows.values():
-        for step in walk_steps(workflow.steps + workflow.ensure):
-            target = step.config.get("workflow") if step.type == "workflow" else None
-            if isinstance(target, str) and "${{" not in target and target not in workflows:
-                problems.error(
-                    f"step '{step.name}' calls unknown workflow '{target}'",
-                    step.mark,
-                    did_you_mean(target, workflows) or f"workflows: {', '.join(workflows)}",
-                )
     graph = {wf_id: tuple(sorted(wf.calls() & set(workflows))) for wf_id, wf in workflows.items()}
     cycle = _find_cycle(graph)
     if cycle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -19,11 +20,15 @@ from wfe_yaml.interpolate import (
 )
 from wfe_yaml.models import Document
 from wfe_yaml.plan import Plan
-from wfe_yaml.source import SourceFile, load_with_includes
+from wfe_yaml.source import SourceFile, kind_of, load_with_includes
 from wfe_yaml.validation import errors_from_validation
 
 DEFAULT_FILES = ("workflows.yaml", "workflows.yml", "wfe.yaml")
 STEP_LISTS = ("steps", "parallel", "ensure", "on_success", "on_failure", "compensate")
+# Without these a step cannot be checked further, or checking it would report false mistakes.
+_STEP_CORE_KEYS = {"name", "type", "config", "parallel", "outputs"}
+_WORKFLOW_CORE_KEYS = {"id", "steps", "inputs", "outputs"}
+_DOCUMENT_CORE_KEYS = {"workflow", "workflows", "secrets"}
 
 
 def find_default_file(directory: Path | None = None) -> Path:
@@ -103,18 +108,21 @@ def _validate(
     if not isinstance(file.data, dict):
         problems.error(_shape_problem(file), Mark(str(file.path), 1, 1))
         return None
+    skip = _nothing
     try:
         data = _strip_private_keys(interpolate(file, variables))
     except ConfigError as error:
-        # Keep going on the raw text so the other mistakes of the file show up too.
+        # Keep going on the raw text so the other mistakes of the file show up too; values
+        # still holding a reference were reported already.
         problems.errors.extend(error.errors)
         data = _strip_private_keys(file.data)
+        skip = _uninterpolated
     if _check_shape(file, data, is_main, problems):
         return None
     try:
         return Document.model_validate(data)
     except ValidationError as error:
-        problems.errors.extend(errors_from_validation(error, file.positions, skip=_uninterpolated))
+        problems.errors.extend(errors_from_validation(error, file.positions, skip=skip, data=data))
         return _salvage(data, error)
 
 
@@ -123,20 +131,58 @@ def _salvage(data: dict[str, Any], error: ValidationError) -> Document | None:
 
     Compiling what is left still finds the mistakes models can't see (unknown step types,
     `needs:` targets, cycles), so one `wfe validate` reports them all. Placeholders keep list
-    indices, so positions stay right.
+    indices, so positions stay right. When the mistake is in a key its step, workflow or
+    document can do without (`timeout`, `when`, an unknown key), only that key is dropped.
     """
     for _ in range(20):
-        broken = {_step_loc(tuple(problem["loc"])) for problem in error.errors()}
-        if None in broken:
-            return None
-        for loc in broken:
-            assert loc is not None
-            _replace_step(data, loc)
+        for problem in error.errors():
+            if not _repair(data, problem):
+                return None
         try:
             return Document.model_validate(data)
         except ValidationError as again:
             error = again
     return None
+
+
+def _repair(data: dict[str, Any], problem: Any) -> bool:
+    loc = tuple(problem["loc"])
+    step = _step_loc(loc)
+    if step is not None:
+        if not _drop_key(_lookup(data, step), loc[len(step) :], _STEP_CORE_KEYS):
+            _replace_step(data, step)
+        return True
+    owner = loc[:2] if loc[:1] == ("workflows",) else loc[:1] if loc[:1] == ("workflow",) else ()
+    protected = _DOCUMENT_CORE_KEYS if not owner else _WORKFLOW_CORE_KEYS
+    return _drop_key(_lookup(data, owner), loc[len(owner) :], protected)
+
+
+def _drop_key(holder: Any, rest: tuple[Any, ...], protected: set[str]) -> bool:
+    """Remove the key a problem is in, unless the mapping cannot do without it.
+
+    An unknown key that looks like a misspelt protected one (`confg:`) stands for it: dropping
+    it would only lead to a false "missing" mistake later.
+    """
+    key = rest[0] if rest else None
+    if not isinstance(holder, dict) or key not in holder or key in protected:
+        return False
+    if difflib.get_close_matches(str(key), protected, n=1, cutoff=0.6):
+        return False
+    del holder[key]
+    return True
+
+
+def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:
+    """The value at a pydantic loc; an index into a mapping is a single hook written unlisted."""
+    for part in loc:
+        if isinstance(data, dict) and isinstance(part, int):
+            continue
+        in_mapping = isinstance(data, dict) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        if not (in_mapping or in_list):
+            return None
+        data = data[part]
+    return data
 
 
 def _step_loc(loc: tuple[Any, ...]) -> tuple[Any, ...] | None:
@@ -148,14 +194,23 @@ def _step_loc(loc: tuple[Any, ...]) -> tuple[Any, ...] | None:
 
 
 def _replace_step(data: Any, loc: tuple[Any, ...]) -> None:
-    container = data
-    for part in loc[:-1]:
-        container = container[part]
-    original = container[loc[-1]]
+    holder, key, index = _lookup(data, loc[:-2]), loc[-2], loc[-1]
+    if not isinstance(holder, dict) or key not in holder:
+        return  # inside a step that was already replaced
+    steps = holder[key]
+    original = steps[index] if isinstance(steps, list) else steps
     name = original.get("name") if isinstance(original, dict) else None
     if not isinstance(name, str) or not name:
         name = "\0" + ".".join(map(str, loc))
-    container[loc[-1]] = {"name": name, "type": PLACEHOLDER}
+    placeholder = {"name": name, "type": PLACEHOLDER}
+    if isinstance(steps, list):
+        steps[index] = placeholder
+    else:
+        holder[key] = placeholder
+
+
+def _nothing(problem: Any) -> bool:
+    return False
 
 
 def _uninterpolated(problem: Any) -> bool:
@@ -166,8 +221,10 @@ def _uninterpolated(problem: Any) -> bool:
 def _shape_problem(file: SourceFile) -> str:
     if file.data is None:
         return f"{file.path.name} is empty: it needs a `workflow:` or `workflows:` section"
-    kind = type(file.data).__name__
-    return f"the top level of {file.path.name} must be a mapping with `workflow:`, not a {kind}"
+    return (
+        f"the top level of {file.path.name} must be a mapping with `workflow:`, "
+        f"not {kind_of(file.data)}"
+    )
 
 
 def _check_shape(file: SourceFile, data: dict[str, Any], is_main: bool, problems: Problems) -> bool:
@@ -187,8 +244,9 @@ def _check_shape(file: SourceFile, data: dict[str, Any], is_main: bool, problems
             None if is_main else "an included file must define workflows",
         )
         return True
-    if has_many and data["workflows"] == []:
-        problems.error("`workflows:` is empty", file.positions.value(("workflows",)))
+    key = "workflows" if has_many else "workflow"
+    if data[key] in (None, [], {}):
+        problems.error(f"`{key}:` is empty", file.positions.value((key,)))
         return True
     return False
 
@@ -250,9 +308,14 @@ def _compile(
         secrets=tuple(main.secrets),
         capabilities=dict(main.capabilities),
         variables=dict(variables),
-        warnings=tuple(problems.warnings),
+        warnings=tuple(sorted(problems.warnings, key=_position)),
         files=tuple(file.path for file in files),
     )
+
+
+def _position(problem: ConfigError) -> tuple[str, int, int]:
+    mark = problem.mark
+    return (mark.file, mark.line, mark.col) if mark else ("", 0, 0)
 
 
 def _workflow_sources(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from wfe_yaml.conditions import Condition
 from wfe_yaml.durations import Duration
@@ -15,7 +15,8 @@ UNIMPLEMENTED_WFE_KEYS = {"shared_volume"}
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: YAML already typed every value, so "yes" must not become a boolean, nor "3" a number.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def _as_list(value: Any) -> Any:
@@ -44,6 +45,41 @@ class OutputRef(Strict):
         return {"name": value} if isinstance(value, str) else value
 
 
+def _output_refs(value: Any) -> Any:
+    return [OutputRef.coerce(item) for item in _as_list(value)]
+
+
+def env_strings(value: Any) -> Any:
+    """Environment values written as YAML numbers or booleans become their text."""
+    if not isinstance(value, dict):
+        return value
+    return {key: _env_text(item) for key, item in value.items()}
+
+
+def _env_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+# The JSON Schema shows what a user may write (one item or a list; env numbers), not what the
+# validators turn it into.
+Names = Annotated[list[str], BeforeValidator(_as_list, json_schema_input_type=str | list[str])]
+Steps = Annotated[
+    list["Step"], BeforeValidator(_as_list, json_schema_input_type=Union["Step", list["Step"]])
+]
+OutputRefs = Annotated[
+    list[OutputRef],
+    BeforeValidator(_output_refs, json_schema_input_type=str | OutputRef | list[str | OutputRef]),
+]
+Env = Annotated[
+    dict[str, str],
+    BeforeValidator(env_strings, json_schema_input_type=dict[str, str | int | float | bool]),
+]
+
+
 class Step(Strict):
     name: str = Field(min_length=1)
     type: str | None = None
@@ -51,43 +87,22 @@ class Step(Strict):
     parallel: list[Step] | None = None
     needs: list[str] | None = None
     when: Condition | None = None
-    requires: list[str] = []
+    requires: Names = []
     matrix: dict[str, list[Any]] | None = None
     max_parallel: int | None = Field(default=None, ge=1)
     fail_fast: bool = True
     timeout: Duration | None = None
     error_behavior: ErrorBehavior | None = None
-    on_success: list[Step] = []
-    on_failure: list[Step] = []
-    ensure: list[Step] = []
-    compensate: list[Step] = []
-    outputs: list[OutputRef] = []
-    inputs: list[OutputRef] = []
-    runs_on: list[str] = []
-    env: dict[str, str] = {}
-    secrets: list[str] = []
+    on_success: Steps = []
+    on_failure: Steps = []
+    ensure: Steps = []
+    compensate: Steps = []
+    outputs: OutputRefs = []
+    inputs: OutputRefs = []
+    runs_on: Names = []
+    env: Env = {}
+    secrets: Names = []
     continue_on_error: bool = False
-
-    _lists = field_validator(
-        "requires",
-        "on_success",
-        "on_failure",
-        "ensure",
-        "compensate",
-        "runs_on",
-        "secrets",
-        mode="before",
-    )(_as_list)
-
-    @field_validator("outputs", "inputs", mode="before")
-    @classmethod
-    def _refs(cls, value: Any) -> Any:
-        return [OutputRef.coerce(item) for item in _as_list(value)]
-
-    @field_validator("env", mode="before")
-    @classmethod
-    def _env(cls, value: Any) -> Any:
-        return env_strings(value)
 
     def hooks(self) -> dict[str, list[Step]]:
         return {
@@ -110,18 +125,13 @@ class Readiness(Strict):
 class Service(Strict):
     image: str
     ports: list[int | str] = []
-    env: dict[str, str] = {}
+    env: Env = {}
     command: list[str] | str | None = None
     args: list[str] = []
     readiness: Readiness | None = None
     memory: str | None = None
     cpus: float | str | None = None
     cpu: str | None = None
-
-    @field_validator("env", mode="before")
-    @classmethod
-    def _env(cls, value: Any) -> Any:
-        return env_strings(value)
 
 
 class Workflow(Strict):
@@ -132,49 +142,25 @@ class Workflow(Strict):
     inputs: dict[str, TypeString] = {}
     outputs: dict[str, TypeString] = {}
     steps: list[Step] = Field(min_length=1)
-    ensure: list[Step] = []
+    ensure: Steps = []
     error_behavior: ErrorBehavior | None = None
     timeout: Duration | None = None
-    env: dict[str, str] = {}
-    requires: list[str] = []
+    env: Env = {}
+    requires: Names = []
     services: dict[str, Service] = {}
     shared_volume: Any = None
 
-    _lists = field_validator("ensure", "requires", mode="before")(_as_list)
-
-    @field_validator("env", mode="before")
-    @classmethod
-    def _env(cls, value: Any) -> Any:
-        return env_strings(value)
-
 
 class Document(Strict):
-    include: list[str] = []
+    include: Names = []
     config: dict[str, Any] = {}
     entry: str | None = None
-    secrets: list[str] = []
+    secrets: Names = []
     capabilities: dict[str, str] = {}
     workflow: Workflow | None = None
     workflows: list[Workflow] | None = None
-
-    _lists = field_validator("include", "secrets", mode="before")(_as_list)
 
     def all_workflows(self) -> list[Workflow]:
         if self.workflow is not None:
             return [self.workflow]
         return list(self.workflows or [])
-
-
-def env_strings(value: Any) -> Any:
-    """Environment values written as YAML numbers or booleans become their text."""
-    if not isinstance(value, dict):
-        return value
-    return {key: _env_text(item) for key, item in value.items()}
-
-
-def _env_text(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return value

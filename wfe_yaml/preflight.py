@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 CHECK_TIMEOUT = 10.0
@@ -317,16 +319,57 @@ class EngineSearch:
 
 
 def engine_addresses(env: Mapping[str, str]) -> list[str]:
-    """Where to look for a Docker-API engine: DOCKER_HOST alone, else the usual sockets."""
+    """Where to look for a Docker-API engine: DOCKER_HOST alone, else the current docker
+    context's engine, the default socket, a rootless Docker socket, then Podman's sockets."""
     host = env.get("DOCKER_HOST", "").strip()
     if host:
         return [host]
-    addresses = ["unix:///var/run/docker.sock"]
+    addresses = []
+    context_host = docker_context_host(env)
+    if context_host:
+        addresses.append(context_host)
+    addresses.append("unix:///var/run/docker.sock")
     runtime_dir = env.get("XDG_RUNTIME_DIR", "").strip()
     if runtime_dir:
+        addresses.append(f"unix://{runtime_dir}/docker.sock")
         addresses.append(f"unix://{runtime_dir}/podman/podman.sock")
     addresses.append("unix:///run/podman/podman.sock")
-    return addresses
+    return list(dict.fromkeys(addresses))
+
+
+def docker_context_host(env: Mapping[str, str]) -> str | None:
+    """The engine address of the current docker context (`DOCKER_CONTEXT`, else
+    `currentContext` of the docker CLI's config.json); None for the default context."""
+    config_dir = Path(env.get("DOCKER_CONFIG") or Path(env.get("HOME") or Path.home()) / ".docker")
+    name = env.get("DOCKER_CONTEXT", "").strip()
+    if not name:
+        current = _read_json(config_dir / "config.json").get("currentContext")
+        name = current if isinstance(current, str) else ""
+    if not name or name == "default":
+        return None
+    # Each context lives in a folder named after the digest of its name; reading the names
+    # avoids depending on how the digest is made.
+    for meta_file in sorted((config_dir / "contexts" / "meta").glob("*/meta.json")):
+        meta = _read_json(meta_file)
+        if meta.get("Name") == name:
+            return _docker_endpoint(meta)
+    return None
+
+
+def _docker_endpoint(meta: dict[str, Any]) -> str | None:
+    endpoints = meta.get("Endpoints")
+    docker = endpoints.get("docker") if isinstance(endpoints, dict) else None
+    host = docker.get("Host") if isinstance(docker, dict) else None
+    return host if isinstance(host, str) and host else None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a file; empty when the file is missing or not a JSON object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 async def find_docker_engine(env: Mapping[str, str], timeout: float = PING_TIMEOUT) -> EngineSearch:

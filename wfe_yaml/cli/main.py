@@ -16,6 +16,14 @@ VERBS = {
     "graph": ("wfe_yaml.cli.graph", "Draw a workflow's steps as Mermaid or DOT."),
     "preflight": ("wfe_yaml.cli.preflight", "Run only the preflight checks of a workflow."),
     "schema": ("wfe_yaml.cli.schema", "Print the JSON Schema of the format, for editors."),
+    "runs": ("wfe_yaml.cli.runs", "List recorded runs, newest first."),
+    "show": ("wfe_yaml.cli.show", "Show a recorded run: steps, outputs, skip reasons."),
+    "logs": ("wfe_yaml.cli.logs", "Print (or follow) the logs of a run's steps."),
+    "resume": ("wfe_yaml.cli.resume", "Continue a run that did not succeed."),
+    "cancel": ("wfe_yaml.cli.cancel", "Cancel a running run (its ensure hooks still run)."),
+    "gc": ("wfe_yaml.cli.gc", "Delete old runs and their logs."),
+    "worker": ("wfe_yaml.cli.worker", "Run steps sent by `wfe run --broker` (Celery worker)."),
+    "workers": ("wfe_yaml.cli.workers", "List live workers and their queues."),
 }
 
 

@@ -7,7 +7,9 @@ from typing import Any
 
 import click
 
-from wfe_yaml.cli.common import config_options, file_argument, load_plan
+from wfe_yaml.cli.common import config_options, fail, file_argument, load_plan
+from wfe_yaml.durations import format_duration
+from wfe_yaml.errors import ConfigError
 from wfe_yaml.plan import HOOK_KINDS, Plan, PlanStep, PlanWorkflow
 
 
@@ -25,22 +27,15 @@ def command(
 ) -> None:
     """Show what `wfe run` would do: workflows, steps, order, conditions, configs."""
     plan = load_plan(file, assignments, config_file)
-    if workflow is not None and workflow not in plan.workflows:
-        from wfe_yaml.cli.common import fail
-
-        fail(_unknown(plan, workflow))
-    chosen = [plan.workflows[workflow]] if workflow else list(plan.workflows.values())
+    try:
+        chosen = [plan.workflow(workflow)] if workflow else list(plan.workflows.values())
+    except ConfigError as error:
+        fail(error)
     if as_json:
         click.echo(json.dumps(plan_to_dict(plan, chosen), indent=2, default=str))
         return
     for item in chosen:
         click.echo("\n".join(render_workflow(item)))
-
-
-def _unknown(plan: Plan, name: str) -> Any:
-    from wfe_yaml.errors import ConfigError
-
-    return ConfigError(f"no workflow '{name}'; workflows: {', '.join(plan.workflows)}")
 
 
 def render_workflow(workflow: PlanWorkflow) -> list[str]:
@@ -53,6 +48,10 @@ def render_workflow(workflow: PlanWorkflow) -> list[str]:
             lines.append(f"  {label}: " + ", ".join(f"{k}: {v}" for k, v in schema.items()))
     if workflow.requires:
         lines.append(f"  requires: {', '.join(workflow.requires)}")
+    if workflow.timeout is not None:
+        lines.append(f"  timeout: {format_duration(workflow.timeout)}")
+    if workflow.env:
+        lines.append(f"  env: {_short(dict(workflow.env))}")
     for step in workflow.steps:
         lines.extend(render_step(step, "  "))
     for hook in workflow.ensure:
@@ -73,8 +72,6 @@ def render_step(step: PlanStep, indent: str, label: str = "") -> list[str]:
     if step.requires:
         details.append(f"requires {', '.join(step.requires)}")
     if step.timeout is not None:
-        from wfe_yaml.durations import format_duration
-
         details.append(f"timeout {format_duration(step.timeout)}")
     if step.error_behavior.type != "terminate":
         details.append(f"on error {step.error_behavior.type}")
@@ -92,7 +89,8 @@ def render_step(step: PlanStep, indent: str, label: str = "") -> list[str]:
 def _short(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     first, *rest = text.strip().splitlines() or [""]
-    return first + (f" … (+{len(rest)} lines)" if rest else "")
+    more = f"{len(rest)} line{'s' if len(rest) > 1 else ''}"
+    return first + (f" … (+{more})" if rest else "")
 
 
 def plan_to_dict(plan: Plan, workflows: list[PlanWorkflow]) -> dict[str, Any]:
@@ -107,6 +105,8 @@ def plan_to_dict(plan: Plan, workflows: list[PlanWorkflow]) -> dict[str, Any]:
                 "inputs": {k: str(v) for k, v in wf.inputs.items()},
                 "outputs": {k: str(v) for k, v in wf.outputs.items()},
                 "requires": list(wf.requires),
+                "timeout": _duration(wf.timeout),
+                "env": dict(wf.env),
                 "steps": [step_to_dict(step) for step in wf.steps],
                 "ensure": [step_to_dict(step) for step in wf.ensure],
             }
@@ -124,8 +124,12 @@ def step_to_dict(step: PlanStep) -> dict[str, Any]:
         "when": step.when.model_dump(exclude_unset=True) if step.when is not None else None,
         "requires": list(step.requires),
         "matrix": dict(step.matrix) if step.matrix else None,
-        "timeout": step.timeout,
+        "timeout": _duration(step.timeout),
         "error_behavior": step.error_behavior.model_dump(mode="json"),
+        "env": dict(step.env),
+        "secrets": list(step.secrets),
+        "outputs": [ref.model_dump(exclude_none=True) for ref in step.outputs],
+        "runs_on": list(step.runs_on),
     }
     if step.children:
         item["parallel"] = [step_to_dict(child) for child in step.children]
@@ -133,3 +137,8 @@ def step_to_dict(step: PlanStep) -> dict[str, Any]:
         if step.hooks(kind):
             item[kind] = [step_to_dict(hook) for hook in step.hooks(kind)]
     return item
+
+
+def _duration(seconds: float | None) -> str | None:
+    """A duration the way the format writes it, as in `error_behavior` (`1500ms`)."""
+    return None if seconds is None else f"{round(seconds * 1000)}ms"

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import signal
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import click
 
 from wfe_yaml.cli.common import config_options, fail, file_argument, load_plan
+from wfe_yaml.cli.history import Recording, prepare_recording, store_option
 
 EXIT_CODES = {"succeeded": 0, "failed": 1, "suspended": 3, "waiting": 3, "cancelled": 130}
 
@@ -33,6 +37,27 @@ EXIT_CODES = {"succeeded": 0, "failed": 1, "suspended": 3, "waiting": 3, "cancel
 @click.option("--plain", is_flag=True, help="Plain prefixed lines instead of the live tree.")
 @click.option("-q", "--quiet", is_flag=True, help="Only failures and the summary.")
 @click.option("-v", "--verbose", is_flag=True, help="Also show each step's outputs.")
+@click.option(
+    "--broker",
+    envvar="WFE_BROKER",
+    metavar="URL",
+    help="Redis URL of a Celery broker: steps with `runs_on:` go to `wfe worker`s.",
+)
+@click.option("--distribute", is_flag=True, help="Send every step to the workers (--broker).")
+@store_option
+@click.option("--no-store", is_flag=True, help="Keep no run history (no resume, no `wfe logs`).")
+@click.option(
+    "--only",
+    "only_step",
+    metavar="STEP",
+    help="Run just STEP; the other steps restore their latest recorded outputs.",
+)
+@click.option(
+    "--from",
+    "from_step",
+    metavar="STEP",
+    help="Run STEP and every step after it; the ones before restore their recorded outputs.",
+)
 def command(
     file: str | None,
     workflow: str | None,
@@ -46,18 +71,23 @@ def command(
     plain: bool,
     quiet: bool,
     verbose: bool,
+    broker: str | None,
+    distribute: bool,
+    store_path: str | None,
+    no_store: bool,
+    only_step: str | None,
+    from_step: str | None,
 ) -> None:
     """Run WORKFLOW of FILE (default: workflows.yaml here; the `entry:` workflow).
 
     Exit codes: 0 succeeded, 1 failed, 2 config or usage error, 3 suspended, 130 interrupted.
     """
     from wfe_yaml.errors import ConfigError
-    from wfe_yaml.interpolate import parse_assignment
 
     plan = load_plan(file, assignments, config_file)
     try:
         target = plan.workflow(workflow)
-        inputs = dict(parse_assignment(text) for text in input_pairs)
+        inputs = typed_inputs(input_pairs, target.inputs)
     except ConfigError as error:
         fail(error)
     if dry_run:
@@ -65,9 +95,60 @@ def command(
 
         click.echo("\n".join(render_workflow(target)))
         return
+    from executors.remote import Distribution
+
+    try:
+        distribution = Distribution.from_options(broker, distribute, plan)
+    except ConfigError as error:
+        fail(error)
+    try:
+        recording, plan = prepare_recording(
+            plan, target, store_path, no_store, only_step, from_step
+        )
+    except ConfigError as error:
+        fail(error)
     verbosity = -1 if quiet else (1 if verbose else 0)
-    status = execute(plan, target.id, inputs, jobs, plain, verbosity, report, junit)
+    status = execute(
+        plan,
+        target.id,
+        inputs,
+        jobs,
+        plain,
+        verbosity,
+        report,
+        junit,
+        distribution=distribution,
+        recording=recording,
+    )
     sys.exit(EXIT_CODES.get(status, 1))
+
+
+def typed_inputs(pairs: tuple[str, ...], declared: Mapping[str, Any]) -> dict[str, Any]:
+    """`-i name=value` values, auto-typed like outputs. When that value does not fit the declared
+    type but the text does, or the text read as JSON does, that is taken instead: `-i version=1.10`
+    stays "1.10" for a string input, and `-i 'tags=["a", "b"]'` gives a list<string> its list.
+    What fits nothing is left for the engine to report."""
+    from wfe_yaml.interpolate import parse_assignment
+    from wfe_yaml.types import check_value
+
+    inputs = {}
+    for text in pairs:
+        name, value = parse_assignment(text)
+        spec = declared.get(name)
+        if spec is not None and check_value(value, spec, name) is not None:
+            for candidate in _readings(text.partition("=")[2]):
+                if check_value(candidate, spec, name) is None:
+                    value = candidate
+                    break
+        inputs[name] = value
+    return inputs
+
+
+def _readings(raw: str) -> list[Any]:
+    readings: list[Any] = [raw]
+    with contextlib.suppress(ValueError):
+        readings.append(json.loads(raw))
+    return readings
 
 
 def execute(
@@ -79,6 +160,9 @@ def execute(
     verbosity: int,
     report: str | None,
     junit: str | None,
+    *,
+    distribution: Any = None,
+    recording: Recording | None = None,
 ) -> str:
     """Run with console output and reports; return the run's status."""
     from wfe_yaml.engine import Engine
@@ -92,14 +176,26 @@ def execute(
     console = make_console_reporter(sys.stdout, plain=plain, verbosity=verbosity)
     tails = getattr(console, "tails", None) or TailCollector()
     subscribers = (console,) if hasattr(console, "tails") else (tails, console)
+    recorder = None
+    if recording is not None:
+        # First: a step's record is committed before any reporter hears of it.
+        recorder = recording.recorder(plan, lambda status: EXIT_CODES.get(status, 1), verbosity)
+        subscribers = (recorder, *subscribers)
     engine = Engine(jobs=jobs, subscribers=subscribers)
+    if distribution is not None:
+        engine.dispatch = distribution.dispatcher(engine.bus.emit)
     try:
-        result = asyncio.run(_run_with_signals(engine, plan, workflow, inputs))
+        result = asyncio.run(_run_with_signals(engine, plan, workflow, inputs, recording))
     except ConfigError as error:
         console.close()
         fail(error)
     finally:
         console.close()
+        if recorder is not None:
+            recorder.close()
+    hint = recording.resume_hint(result) if recording is not None else None
+    if hint:
+        click.echo(hint)
     if report:
         write_json_report(result, report)
     if junit:
@@ -107,7 +203,13 @@ def execute(
     return result.status
 
 
-async def _run_with_signals(engine: Any, plan: Any, workflow: str, inputs: dict[str, Any]) -> Any:
+async def _run_with_signals(
+    engine: Any,
+    plan: Any,
+    workflow: str,
+    inputs: dict[str, Any],
+    recording: Recording | None = None,
+) -> Any:
     loop = asyncio.get_running_loop()
     presses = 0
 
@@ -116,12 +218,15 @@ async def _run_with_signals(engine: Any, plan: Any, workflow: str, inputs: dict[
         presses += 1
         if presses == 1:
             click.echo("\ncancelling: running ensure hooks (Ctrl-C again to kill now)", err=True)
+        elif presses == 2:
+            click.echo("killing: every step and hook stops now", err=True)
         engine.cancel()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, interrupt)
     try:
-        return await engine.run_async(plan, workflow, inputs)
+        extra = recording.engine_arguments() if recording is not None else {}
+        return await engine.run_async(plan, workflow, inputs, **extra)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

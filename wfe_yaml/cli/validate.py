@@ -18,4 +18,9 @@ def command(file: str | None, assignments: tuple[str, ...], config_file: str | N
     plan = load_plan(file, assignments, config_file)
     steps = sum(len(workflow.steps) for workflow in plan.workflows.values())
     names = ", ".join(plan.workflows)
-    click.echo(f"{plan.source.name}: ok ({len(plan.workflows)} workflows: {names}; {steps} steps)")
+    workflows = _count(len(plan.workflows), "workflow")
+    click.echo(f"{plan.source.name}: ok ({workflows}: {names}; {_count(steps, 'step')})")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
