@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from executors.base import registry
-from wfe_yaml import conditions, expressions
+from wfe_yaml import conditions, expressions, secrets
 from wfe_yaml.errors import ConfigError, Mark, did_you_mean
 from wfe_yaml.models import ErrorBehavior, Step, Workflow
 from wfe_yaml.plan import HOOK_KINDS, PlanStep, PlanWorkflow
@@ -325,7 +325,19 @@ class _WorkflowCompiler:
                 found = [self.missing_config(model, loc, error) for error in found]
             self.problems.errors.extend(found)
             return None
+        if secrets.references(config):
+            self.check_secret_references(model, loc)
+            return None  # resolved when the step starts, never kept in the plan
         return None if _has_expression(config) else validated
+
+    def check_secret_references(self, model: Step, loc: Loc) -> None:
+        for name in secrets.references(model.config or {}):
+            if name not in self.secrets:
+                self.problems.error(
+                    f"step '{model.name}' refers to secret '{name}' that the file does not declare",
+                    self.mark((*loc, "config")),
+                    f"add it to the top-level `secrets: [{name}]`",
+                )
 
     def missing_config(self, model: Step, loc: Loc, error: ConfigError) -> ConfigError:
         """A config error of a step that has no `config:` at all, shown at its `type:`."""

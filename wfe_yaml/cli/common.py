@@ -87,3 +87,34 @@ def style(text: str, colour: str) -> str:
     if os.environ.get("NO_COLOR") is not None or not sys.stderr.isatty():
         return text
     return click.style(text, fg=colour)
+
+
+def secret_options(function: Any) -> Any:
+    """`--secret NAME=VALUE` and `--secret-file FILE`: values of the file's `secrets:`."""
+    function = click.option(
+        "--secret-file",
+        "secret_files",
+        multiple=True,
+        type=click.Path(dir_okay=False),
+        help="A dotenv file (NAME=value lines) of secret values.",
+    )(function)
+    return click.option(
+        "--secret",
+        "secret_pairs",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="A secret's value (beats --secret-file, which beats the environment).",
+    )(function)
+
+
+def read_secrets(plan: Any, pairs: tuple[str, ...], files: tuple[str, ...]) -> dict[str, str]:
+    """Every declared secret's value, or exit 2 naming the missing ones before anything runs."""
+    import os
+
+    from wfe_yaml.errors import ConfigError
+    from wfe_yaml.secrets import load_secrets
+
+    try:
+        return load_secrets(plan.secrets, os.environ, pairs, files)
+    except ConfigError as error:
+        fail(error)

@@ -97,7 +97,11 @@ class Recording:
         return {"run_id": self.run_id, "replay": self.replay, "attempt": self.attempt}
 
     def recorder(
-        self, plan: Plan, exit_code_of: Callable[[str], int], verbosity: int
+        self,
+        plan: Plan,
+        exit_code_of: Callable[[str], int],
+        verbosity: int,
+        secrets: Mapping[str, str] | None = None,
     ) -> RunRecorder:
         from wfe_yaml.store.recorder import RunRecorder
 
@@ -105,7 +109,8 @@ class Recording:
             click.echo(f"store: {self.store.path}")
         if self.selection is not None and verbosity >= 0:
             click.echo(self.selection_text())
-        secrets = {name: os.environ[name] for name in plan.secrets if name in os.environ}
+        if secrets is None:
+            secrets = {name: os.environ[name] for name in plan.secrets if name in os.environ}
         return RunRecorder(
             self.store,
             plan,

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from wfe_yaml.cli.common import EXIT_CONFIG, fail, show_warnings, style
+from wfe_yaml.cli.common import (
+    EXIT_CONFIG,
+    fail,
+    read_secrets,
+    secret_options,
+    show_warnings,
+    style,
+)
 from wfe_yaml.cli.history import Recording, open_history_or_fail, store_option, unmasked
 
 if TYPE_CHECKING:
@@ -27,6 +34,7 @@ if TYPE_CHECKING:
 @click.option("--plain", is_flag=True, help="Plain prefixed lines instead of the live tree.")
 @click.option("-q", "--quiet", is_flag=True, help="Only failures and the summary.")
 @click.option("-v", "--verbose", is_flag=True, help="Also show each step's outputs.")
+@secret_options
 def command(
     run_ref: str | None,
     store_path: str | None,
@@ -37,6 +45,8 @@ def command(
     plain: bool,
     quiet: bool,
     verbose: bool,
+    secret_pairs: tuple[str, ...],
+    secret_files: tuple[str, ...],
 ) -> None:
     """Continue RUN (default: the newest run that did not succeed) as its next attempt.
 
@@ -66,7 +76,16 @@ def command(
     if verbosity >= 0:
         click.echo(f"resuming run {run.id} (attempt {attempt}): {len(replay)} step(s) restored")
     status = execute(
-        plan, run.workflow, run.inputs, jobs, plain, verbosity, report, junit, recording=recording
+        plan,
+        run.workflow,
+        run.inputs,
+        jobs,
+        plain,
+        verbosity,
+        report,
+        junit,
+        recording=recording,
+        secrets=read_secrets(plan, secret_pairs, secret_files),
     )
     sys.exit(EXIT_CODES.get(status, 1))
 

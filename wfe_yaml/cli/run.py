@@ -12,7 +12,14 @@ from typing import Any
 
 import click
 
-from wfe_yaml.cli.common import config_options, fail, file_argument, load_plan
+from wfe_yaml.cli.common import (
+    config_options,
+    fail,
+    file_argument,
+    load_plan,
+    read_secrets,
+    secret_options,
+)
 from wfe_yaml.cli.history import Recording, prepare_recording, store_option
 
 EXIT_CODES = {"succeeded": 0, "failed": 1, "suspended": 3, "waiting": 3, "cancelled": 130}
@@ -30,6 +37,7 @@ EXIT_CODES = {"succeeded": 0, "failed": 1, "suspended": 3, "waiting": 3, "cancel
     metavar="NAME=VALUE",
     help="A workflow input; typed like an output, then checked against `inputs:`.",
 )
+@secret_options
 @click.option("-j", "--jobs", type=click.IntRange(min=1), help="Steps running at once [CPUs].")
 @click.option("--dry-run", is_flag=True, help="Show the plan and stop.")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write a JSON report here.")
@@ -77,6 +85,8 @@ def command(
     no_store: bool,
     only_step: str | None,
     from_step: str | None,
+    secret_pairs: tuple[str, ...],
+    secret_files: tuple[str, ...],
 ) -> None:
     """Run WORKFLOW of FILE (default: workflows.yaml here; the `entry:` workflow).
 
@@ -101,6 +111,7 @@ def command(
         distribution = Distribution.from_options(broker, distribute, plan)
     except ConfigError as error:
         fail(error)
+    secrets = read_secrets(plan, secret_pairs, secret_files)
     try:
         recording, plan = prepare_recording(
             plan, target, store_path, no_store, only_step, from_step
@@ -119,6 +130,7 @@ def command(
         junit,
         distribution=distribution,
         recording=recording,
+        secrets=secrets,
     )
     sys.exit(EXIT_CODES.get(status, 1))
 
@@ -163,6 +175,7 @@ def execute(
     *,
     distribution: Any = None,
     recording: Recording | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> str:
     """Run with console output and reports; return the run's status."""
     from wfe_yaml.engine import Engine
@@ -179,13 +192,15 @@ def execute(
     recorder = None
     if recording is not None:
         # First: a step's record is committed before any reporter hears of it.
-        recorder = recording.recorder(plan, lambda status: EXIT_CODES.get(status, 1), verbosity)
+        recorder = recording.recorder(
+            plan, lambda status: EXIT_CODES.get(status, 1), verbosity, secrets
+        )
         subscribers = (recorder, *subscribers)
     engine = Engine(jobs=jobs, subscribers=subscribers)
     if distribution is not None:
         engine.dispatch = distribution.dispatcher(engine.bus.emit)
     try:
-        result = asyncio.run(_run_with_signals(engine, plan, workflow, inputs, recording))
+        result = asyncio.run(_run_with_signals(engine, plan, workflow, inputs, recording, secrets))
     except ConfigError as error:
         console.close()
         fail(error)
@@ -209,6 +224,7 @@ async def _run_with_signals(
     workflow: str,
     inputs: dict[str, Any],
     recording: Recording | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> Any:
     loop = asyncio.get_running_loop()
     presses = 0
@@ -226,7 +242,7 @@ async def _run_with_signals(
         loop.add_signal_handler(sig, interrupt)
     try:
         extra = recording.engine_arguments() if recording is not None else {}
-        return await engine.run_async(plan, workflow, inputs, **extra)
+        return await engine.run_async(plan, workflow, inputs, secrets=secrets, **extra)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from executors.base import Executor, Registry, StepStatus
-from wfe_yaml.engine.events import EventBus, StepFinished
+from wfe_yaml.engine.events import StepFinished
+from wfe_yaml.engine.masking import MaskingBus
 from wfe_yaml.engine.result import StepRecord
 from wfe_yaml.plan import Plan, PlanStep
 from wfe_yaml.preflight import CapabilityProbe
@@ -23,7 +24,7 @@ class RunContext:
     run_id: str
     plan: Plan
     root: str
-    bus: EventBus
+    bus: MaskingBus
     registry: Registry
     slots: asyncio.Semaphore
     probe: CapabilityProbe

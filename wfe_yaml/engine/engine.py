@@ -12,11 +12,13 @@ from typing import Any
 from executors.base import Executor, Registry, StepStatus, registry
 from wfe_yaml.engine.context import RunContext
 from wfe_yaml.engine.events import EventBus, RunFinished, RunStarted, StepInfo, Subscriber
+from wfe_yaml.engine.masking import MaskingBus, mask_result
 from wfe_yaml.engine.result import RunResult
 from wfe_yaml.engine.workflow_run import WorkflowRun
 from wfe_yaml.errors import ConfigError
 from wfe_yaml.plan import Plan, PlanStep, PlanWorkflow
 from wfe_yaml.preflight import CapabilityProbe
+from wfe_yaml.secrets import Masker, load_secrets
 from wfe_yaml.types import check_inputs
 
 RUN_STATUS = {
@@ -62,10 +64,13 @@ class Engine:
         *,
         replay: Mapping[str, Mapping[str, Any]] | None = None,
         attempt: int = 1,
+        secrets: Mapping[str, str] | None = None,
     ) -> RunResult:
         """Run to the end from synchronous code (not from inside a running event loop)."""
         return asyncio.run(
-            self.run_async(plan, workflow, inputs, run_id, replay=replay, attempt=attempt)
+            self.run_async(
+                plan, workflow, inputs, run_id, replay=replay, attempt=attempt, secrets=secrets
+            )
         )
 
     async def run_async(
@@ -77,21 +82,27 @@ class Engine:
         *,
         replay: Mapping[str, Mapping[str, Any]] | None = None,
         attempt: int = 1,
+        secrets: Mapping[str, str] | None = None,
     ) -> RunResult:
         """Run a workflow. `replay` maps step paths that already succeeded (in an earlier
-        attempt of this run) to their recorded outputs: those steps are restored, not re-run."""
+        attempt of this run) to their recorded outputs: those steps are restored, not re-run.
+        `secrets` are the values of the plan's declared secrets (default: the environment's);
+        they are masked in every event and in the result."""
         target = plan.workflow(workflow)
         values = dict(inputs or {})
         check_run_inputs(target, values)
+        secret_values = (
+            dict(secrets) if secrets is not None else load_secrets(plan.secrets, os.environ)
+        )
         ctx = RunContext(
             run_id=run_id or new_run_id(),
             plan=plan,
             root=target.id,
-            bus=self.bus,
+            bus=MaskingBus(self.bus, Masker(secret_values.values())),
             registry=self.registry,
             slots=asyncio.Semaphore(self.jobs),
             probe=CapabilityProbe(plan.capabilities, cwd=plan.source.parent),
-            secrets=read_secrets(plan),
+            secrets=secret_values,
             kill_grace=self.kill_grace,
             replay=dict(replay or {}),
             dispatch=self.dispatch,
@@ -137,7 +148,7 @@ class Engine:
             error=outcome.error,
         )
         ctx.bus.emit(RunFinished(result))
-        return result
+        return mask_result(result, ctx.bus.masker)
 
 
 def check_run_inputs(workflow: PlanWorkflow, inputs: Mapping[str, Any]) -> None:
@@ -147,16 +158,6 @@ def check_run_inputs(workflow: PlanWorkflow, inputs: Mapping[str, Any]) -> None:
             f"workflow '{workflow.id}' inputs: " + "; ".join(problems),
             hint="pass inputs with -i name=value",
         )
-
-
-def read_secrets(plan: Plan) -> dict[str, str]:
-    missing = [name for name in plan.secrets if name not in os.environ]
-    if missing:
-        raise ConfigError(
-            f"declared secret{'s' if len(missing) > 1 else ''} not set: {', '.join(missing)}",
-            hint="set them in the environment before running",
-        )
-    return {name: os.environ[name] for name in plan.secrets}
 
 
 def new_run_id() -> str:

@@ -20,6 +20,7 @@ from wfe_yaml.engine.environment import step_environment
 from wfe_yaml.engine.events import Notice, StepInfo, StepLog, StepStarted, WorkflowStarted
 from wfe_yaml.engine.result import StepRecord
 from wfe_yaml.plan import PlanStep, PlanWorkflow
+from wfe_yaml.secrets import resolve_references
 
 S = StepStatus
 
@@ -309,7 +310,10 @@ class WorkflowRun:
             self.ctx.bus.emit(
                 StepStarted(path, self.workflow.id, step.name, step.type, attempt, note)
             )
-            return await self.execute_leaf(executor.run(request), path, step.timeout, is_hook)
+            result = await self.execute_leaf(executor.run(request), path, step.timeout, is_hook)
+            for value in result.masks:
+                self.ctx.bus.masker.add(value)
+            return result
         finally:
             if slot:
                 slot.release()
@@ -410,7 +414,10 @@ class WorkflowRun:
         if step.static_config is not None:
             return step.static_config
         assert step.type is not None
-        raw = self.render(step, dict(step.config))
+        try:
+            raw = resolve_references(self.render(step, dict(step.config)), self.ctx.secrets)
+        except KeyError as error:
+            raise _StepError(f"config refers to undeclared secret {error}") from error
         try:
             return self.ctx.registry.config_model(step.type).model_validate(raw)
         except ValidationError as error:
