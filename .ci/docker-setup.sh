@@ -23,9 +23,13 @@ install_missing_packages() {
   dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" \
-      >/dev/null
+    # A fresh machine may have no package lists yet.
+    apt_install "${missing[@]}" || { apt-get update -q >/dev/null && apt_install "${missing[@]}"; }
   fi
+}
+
+apt_install() {
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null
 }
 
 engine_answers() {
@@ -105,6 +109,7 @@ main() {
   install_missing_packages
   if ! engine_answers; then
     start_dockerd
+    export DOCKER_HOST=unix://$SOCKET
     wait_for_engine
   fi
   image_is_current || build_image

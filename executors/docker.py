@@ -5,9 +5,9 @@ mounted at `/workspace`. Output is streamed line by line and scanned for `##wfe[
 the container is removed however the step ends. The Docker SDK (extra `docker`) is imported
 only when a step runs, so loading this module stays cheap.
 
-The SDK blocks, so its calls run in threads: short calls through `asyncio.to_thread`, and
-the two log streams of a running container in threads of their own, since they last as long
-as the container and would otherwise starve the small default pool (parallel steps overlap).
+The SDK blocks, so its calls run in threads: short calls through `asyncio.to_thread`; the
+output stream and the wait for the exit in threads of their own, since they last as long as
+the container and would otherwise starve the small default pool (parallel steps overlap).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pydantic import Field, field_validator, model_validator
 from executors.base import Executor, ExecutorConfig, LogSink, StepRequest, StepResult, StepStatus
 from executors.outputs import OutputParser, redact
 from executors.process import LineSplitter
+from executors.shell import ENGINE_VARIABLES
 from wfe_yaml.durations import Duration
 from wfe_yaml.models import Env
 from wfe_yaml.preflight import find_docker_engine
@@ -667,9 +668,6 @@ def in_own_thread(function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
 
 
 # --- steps ------------------------------------------------------------------------------------
-
-
-ENGINE_VARIABLES = ("WFE_RUN_ID", "WFE_WORKFLOW", "WFE_STEP", "WFE_WORKSPACE")
 
 
 def step_container(config: DockerConfig, request: StepRequest) -> ContainerSpec:

@@ -37,6 +37,7 @@ from executors.docker import (
     ensure_image,
     finish_despite_cancel,
     kubernetes_cpus,
+    memory_bytes,
     remove_container,
 )
 from wfe_yaml.durations import format_duration
@@ -252,8 +253,8 @@ class _Services:
                 f"service name '{name}' cannot be a host name: use letters, digits, '-', '_', '.'"
             )
         ports = [Port.parse(value, name) for value in service.ports]
-        await ensure_image(self._api, service.image, "if-not-present", self._pull_notice)
         spec = _container_spec(name, service, ports, network, self._run)
+        await ensure_image(self._api, service.image, "if-not-present", self._pull_notice)
         container = await create_container(self._api, spec)
         self._containers.append(container)
         await asyncio.to_thread(self._api.start, container)
@@ -340,6 +341,12 @@ class _Services:
 def _container_spec(
     name: str, service: Service, ports: list[Port], network: str, run: WorkflowRun
 ) -> ContainerSpec:
+    try:
+        cpus = _service_cpus(service)
+        if service.memory is not None:
+            memory_bytes(service.memory)
+    except ValueError as error:
+        raise ContainerProblem(f"service '{name}': {error}") from None
     command = service.command
     entrypoint = shlex.split(command) if isinstance(command, str) else command
     return ContainerSpec(
@@ -353,14 +360,18 @@ def _container_spec(
         aliases=(name,),
         ports=tuple((port.number, port.protocol, port.host_port) for port in ports),
         memory=service.memory,
-        cpus=_service_cpus(service),
+        cpus=cpus,
     )
 
 
 def _service_cpus(service: Service) -> float | None:
-    if service.cpus is not None:
-        return float(service.cpus)
-    return kubernetes_cpus(service.cpu) if service.cpu else None
+    """`cpus: 1.5`, or Kubernetes' `cpu: 500m` (either key takes either form)."""
+    value = service.cpus if service.cpus is not None else service.cpu
+    if value is None:
+        return None
+    if isinstance(value, float | int):
+        return float(value)
+    return kubernetes_cpus(value)
 
 
 async def _all_or_first_failure(work: list[Awaitable[T]]) -> list[T]:

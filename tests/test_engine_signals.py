@@ -182,7 +182,7 @@ workflows:
               sleep 1000 &
               echo $! > grandchild.pid
               touch stubborn.running
-              while true; do sleep 0.05; done
+              while true; do sleep 0.05 || true; done
 """
 
 
@@ -220,7 +220,7 @@ workflows:
             echo $$ > stubborn.pgid
             trap '' TERM
             touch stubborn.running
-            while true; do sleep 0.05; done
+            while true; do sleep 0.05 || true; done
 """
 
 

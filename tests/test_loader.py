@@ -529,6 +529,10 @@ MISTAKES: dict[str, list[str]] = {
         "7:29: step 'publish' lists secret 'GITHUB_TOKEN' that the file does not declare\n"
         "  hint: add it to the top-level `secrets: [GITHUB_TOKEN]`"
     ],
+    "undeclared_secret_reference": [
+        "8:21: step 'notify' refers to secret 'SLACK_HOOK' that the file does not declare\n"
+        "  hint: add it to the top-level `secrets: [SLACK_HOOK]`"
+    ],
     # names and dependencies
     "duplicate_step": [
         "7:13: duplicate step name 'build' in workflow 'ci' (first used at line 4)" + HINT_UNIQUE

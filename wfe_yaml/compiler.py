@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -305,7 +305,7 @@ class _WorkflowCompiler:
     def validate_config(self, model: Step, loc: Loc) -> Any:
         assert model.type is not None
         config = model.config or {}
-        for rel_loc, text in _expression_strings(config):
+        for rel_loc, text in _strings(config, lambda text: "${{" in text):
             problem = expressions.syntax_problem(text)
             if problem:
                 self.problems.error(problem, self.mark((*loc, "config", *rel_loc)))
@@ -331,11 +331,12 @@ class _WorkflowCompiler:
         return None if _has_expression(config) else validated
 
     def check_secret_references(self, model: Step, loc: Loc) -> None:
-        for name in secrets.references(model.config or {}):
+        for rel_loc, text in _strings(model.config or {}, secrets.references):
+            name = secrets.references(text)[0]
             if name not in self.secrets:
                 self.problems.error(
                     f"step '{model.name}' refers to secret '{name}' that the file does not declare",
-                    self.mark((*loc, "config")),
+                    self.mark((*loc, "config", *rel_loc)),
                     f"add it to the top-level `secrets: [{name}]`",
                 )
 
@@ -496,16 +497,17 @@ def _has_expression(value: Any) -> bool:
     return False
 
 
-def _expression_strings(value: Any, loc: Loc = ()) -> list[tuple[Loc, str]]:
+def _strings(value: Any, wanted: Callable[[str], Any], loc: Loc = ()) -> list[tuple[Loc, str]]:
+    """The strings inside a config that `wanted` picks, each with its path."""
     if isinstance(value, str):
-        return [(loc, value)] if "${{" in value else []
+        return [(loc, value)] if wanted(value) else []
     if isinstance(value, dict):
         items: Iterable[tuple[str | int, Any]] = value.items()
     elif isinstance(value, list):
         items = enumerate(value)
     else:
         return []
-    return [found for key, item in items for found in _expression_strings(item, (*loc, key))]
+    return [found for key, item in items for found in _strings(item, wanted, (*loc, key))]
 
 
 def _group(name: str) -> str:

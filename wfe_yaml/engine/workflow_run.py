@@ -591,7 +591,10 @@ class WorkflowRun:
 
     def cancel_running(self) -> None:
         for task in list(self.running.values()):
-            task.cancel()
+            # A task already being cancelled (Ctrl-C reached it first) is left alone: a second
+            # cancel means "kill now" to the process control, skipping the grace period.
+            if not task.cancelling():
+                task.cancel()
         for child in self.children:
             child.error = child.error or self.error
             child.stop = child.stop or self.stop
