@@ -359,3 +359,25 @@ def test_wfe_run_of_the_repository_pipeline_validates() -> None:
     release = next(step for step in plan.workflow("ci").steps if step.name == "release")
     assert release.when is not None
     assert os.path.basename(plan.source) == "workflows.yaml"
+
+
+def test_hooks_of_a_parallel_block_run_after_the_block(tmp_path: Path) -> None:
+    result = run(
+        tmp_path,
+        """
+        workflow:
+          id: ci
+          steps:
+            - name: block
+              parallel:
+                - {name: a, type: shell, config: {run: "true"}}
+                - {name: b, type: shell, config: {run: "exit 1"}}
+              on_failure: {name: block-failed, type: shell, config: {run: "true"}}
+              on_success: {name: block-ok, type: shell, config: {run: "true"}}
+              ensure: {name: block-ensure, type: shell, config: {run: "true"}}
+        """,
+    )
+    assert result.status == "failed"
+    assert result.step("ci/block-failed").status == "succeeded"
+    assert result.step("ci/block-ensure").status == "succeeded"
+    assert "ci/block-ok" not in [record.path for record in result.steps]

@@ -217,9 +217,9 @@ class WorkflowRun:
         if hard:
             record.error = "a step of this block failed"
         self.ctx.finish(record)
-        if status is S.FAILED:
-            return Outcome(status, hard_failure=await self.handle_failure(step, path))
-        return Outcome(status)
+        if status is S.SUCCEEDED:
+            self.succeeded_order.append((step, path))
+        return Outcome(status, hard_failure=await self.after_run(step, path, status))
 
     async def run_step(self, step: PlanStep, path: str, is_hook: bool = False) -> Outcome:
         assert step.type is not None
@@ -234,17 +234,22 @@ class WorkflowRun:
             record.outputs = self.merge_outputs(step, result.outputs)
             self.succeeded_order.append((step, path))
         self.ctx.finish(record)
+        return Outcome(result.status, hard_failure=await self.after_run(step, path, result.status))
+
+    async def after_run(self, step: PlanStep, path: str, status: StepStatus) -> bool:
+        """Hooks and error behaviour once a step or block has run; True when that fails the
+        workflow."""
         hard = False
-        if result.status is S.SUCCEEDED:
+        if status is S.SUCCEEDED:
             hard = not await self.run_hooks(step, step.on_success, path)
-        elif result.status is S.FAILED:
+        elif status is S.FAILED:
             # Decided before on_failure runs, so that nothing new starts meanwhile.
             hard = await self.handle_failure(step, path)
             await self.run_hooks(step, step.on_failure, path)
-        elif result.status is S.SUSPENDED:
+        elif status is S.SUSPENDED:
             hard = self.suspend_after(step)
         hard |= not await self.run_hooks(step, step.ensure, path)
-        return Outcome(result.status, hard_failure=hard)
+        return hard
 
     async def attempts(self, step: PlanStep, path: str, is_hook: bool) -> tuple[int, StepResult]:
         behavior = step.error_behavior
