@@ -53,6 +53,7 @@ from pydantic import (
 
 from executors.base import Executor, ExecutorConfig, StepRequest, StepResult, StepStatus
 from wfe_yaml.durations import Duration
+from wfe_yaml.models import Env
 
 INSTALL_HINT = "JavaScript steps need the 'js' extra: pip install 'wfe-yaml[js]'"
 DEFAULT_TIMEOUT_SECONDS = 300.0
@@ -184,15 +185,8 @@ class JavaScriptConfig(ExecutorConfig):
     memory_limit: MemorySize = DEFAULT_MEMORY_LIMIT
     modules: list[str] = Field(default_factory=list)
     """WFE key, accepted for compatibility; modules cannot be loaded (a warning says so)."""
-    env: dict[str, str] = Field(default_factory=dict)
+    env: Env = {}
     """Variables `env()` can read without a permission (they come from the file, not the host)."""
-
-    @field_validator("env", mode="before")
-    @classmethod
-    def _stringify_env(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        return {name: _env_text(item) for name, item in value.items()}
 
     @field_validator("timeout")
     @classmethod
@@ -208,14 +202,6 @@ class JavaScriptConfig(ExecutorConfig):
         if self.script is not None and self.file is not None:
             raise ValueError("'script' and 'file' exclude each other")
         return self
-
-
-def _env_text(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return value
 
 
 # -- the sandbox: permission checks ------------------------------------------------------

@@ -12,14 +12,14 @@ import os
 import shlex
 import shutil
 from pathlib import Path
-from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import field_validator, model_validator
 
 from executors.base import Executor, ExecutorConfig, LogSink, StepRequest, StepResult, StepStatus
 from executors.outputs import OutputParser, redact
 from executors.process import ProcessOutcome, run_process
 from wfe_yaml.durations import Duration
+from wfe_yaml.models import Env
 
 ENGINE_VARIABLES = ("WFE_RUN_ID", "WFE_WORKFLOW", "WFE_STEP", "WFE_WORKSPACE")
 
@@ -28,17 +28,10 @@ class ShellConfig(ExecutorConfig):
     run: str | None = None
     file: str | None = None
     shell: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: Env = {}
     working_dir: str | None = None
     timeout: Duration | None = None
     """Enforced by the engine, which cancels the step; the executor never reads it."""
-
-    @field_validator("env", mode="before")
-    @classmethod
-    def _stringify_env(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        return {name: _env_text(item) for name, item in value.items()}
 
     @field_validator("shell")
     @classmethod
@@ -54,15 +47,6 @@ class ShellConfig(ExecutorConfig):
         if self.run is not None and self.file is not None:
             raise ValueError("'run' and 'file' exclude each other")
         return self
-
-
-def _env_text(value: Any) -> Any:
-    """Scalars as the shell sees them; anything else is left for pydantic to reject."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return value
 
 
 def shell_words(shell: str) -> list[str]:

@@ -33,33 +33,31 @@ SETUP_HINT = "run .ci/docker-setup.sh (starts dockerd, builds the image)"
 def docker_api() -> Iterator[Any]:
     """A client of the engine the executor will find; skips (fails under CI=true) when there
     is no engine or no test image."""
-    problem = _missing_engine_or_image()
-    if problem is not None:
+    client, problem = _engine_with_test_image()
+    if client is None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{problem}: CI must run the Docker tests; {SETUP_HINT}")
         pytest.skip(f"{problem}; {SETUP_HINT}")
-    import docker
-
-    url = asyncio.run(find_docker_engine(os.environ)).url
-    client = docker.APIClient(base_url=url)
-    yield client
-    client.close()
+    with client:
+        yield client
 
 
-def _missing_engine_or_image() -> str | None:
+def _engine_with_test_image() -> tuple[Any, str]:
+    """(client, "") or (None, what is missing)."""
     try:
         import docker
     except ImportError:
-        return "the Docker SDK is missing (pip install -e '.[docker]')"
+        return None, "the Docker SDK is missing (pip install -e '.[docker]')"
     search = asyncio.run(find_docker_engine(os.environ))
     if search.url is None:
-        return search.reason
-    with docker.APIClient(base_url=search.url) as client:
-        try:
-            client.inspect_image(IMAGE)
-        except docker.errors.ImageNotFound:
-            return f"image {IMAGE} is missing"
-    return None
+        return None, search.reason
+    client = docker.APIClient(base_url=search.url)
+    try:
+        client.inspect_image(IMAGE)
+    except docker.errors.ImageNotFound:
+        client.close()
+        return None, f"image {IMAGE} is missing"
+    return client, ""
 
 
 @dataclass

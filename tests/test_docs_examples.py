@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-GUIDES = ["composition.md", "preflight.md", "javascript.md"]
+GUIDES = ["composition.md", "preflight.md", "javascript.md", "history.md"]
 FENCE = re.compile(r"```yaml\n(.*?)```", re.DOTALL)
 
 
