@@ -41,7 +41,7 @@ def _live_children() -> list[str]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        state, parent = fields[0], fields[1]
+        parent = fields[1]
         if parent == me:
             found.append(entry.name)
     return found
