@@ -20,6 +20,7 @@ from pathlib import Path
 
 from executors.base import LogSink
 from executors.outputs import holds_marker
+from executors.watchdog import watchdog
 
 MAX_LINE_BYTES = 1024 * 1024
 """A longer line is delivered as several lines of at most this many bytes."""
@@ -287,12 +288,16 @@ async def run_process(
         _PipeReader(stdout_read, stdout_splitter, watch),
         _PipeReader(stderr_read, stderr_splitter, watch),
     ]
+    pgid = transport.get_pid()
+    watchdog.started(pgid)
     try:
-        await _supervise(transport.get_pid(), watch, kill_grace, drain)
+        await _supervise(pgid, watch, kill_grace, drain)
     finally:
         for reader in readers:
             reader.close()
         transport.close()
+        if not group_alive(pgid):
+            watchdog.ended(pgid)
     if watch.sink_error is not None:
         raise watch.sink_error
     return _outcome(transport.get_returncode(), time.monotonic() - started)
