@@ -8,6 +8,7 @@ recorded first, then kills. Every step counts its completed runs in a counter fi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -99,11 +100,13 @@ class CrashProject:
             pytest.fail(f"the runner ended before {hold}:\n{runner.communicate()[0]}")
         for path in SIBLINGS.get(hold, ()):
             wait_for(lambda p=path: self.latest_status(p) == "succeeded", f"{path} recorded")
-        os.kill(runner.pid, signal.SIGKILL)
-        runner.communicate()
         group = os.getpgid(int(_text(marker)))
         assert group != os.getpgrp()
-        os.killpg(group, signal.SIGKILL)
+        os.kill(runner.pid, signal.SIGKILL)
+        runner.communicate()
+        # The runner's watchdog may have ended the step's group already.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
 
     def latest_status(self, path: str) -> str | None:
         if not self.store.exists():
