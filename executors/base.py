@@ -103,12 +103,16 @@ class Executor(ABC):
 
 
 class Registry:
-    """Step type name → executor class, filled from entry points and from code."""
+    """Step type name → executor class, from entry points and from code.
+
+    An entry point is named after the step type it provides (aliases get entries of their
+    own), so validating a file imports only the executors the file uses.
+    """
 
     def __init__(self) -> None:
         self._classes: dict[str, type[Executor]] = {}
         self._instances: dict[type[Executor], Executor] = {}
-        self._loaded = False
+        self._entries: dict[str, Any] | None = None
         self.broken: dict[str, str] = {}
         """Entry points that failed to import: name → why, shown when a file uses them."""
 
@@ -118,20 +122,34 @@ class Registry:
         return executor
 
     def names(self) -> list[str]:
-        self._load()
+        for name in list(self._entry_points()):
+            self.has(name)
         return sorted(self._classes)
 
     def primary_names(self) -> list[str]:
         """The first name of each executor, for listings that should not repeat aliases."""
-        self._load()
+        self.names()
         return sorted({cls.names[0] for cls in self._classes.values()})
 
     def has(self, name: str) -> bool:
-        self._load()
-        return name in self._classes
+        if name in self._classes:
+            return True
+        entry = self._entry_points().get(name)
+        if entry is None or name in self.broken:
+            return False
+        try:
+            loaded = entry.load()
+        except Exception as error:  # a broken plugin must not take the others down
+            self.broken[name] = f"{entry.value} failed to load: {error!r}"
+            return False
+        for alias in loaded.names:
+            self._classes.setdefault(alias, loaded)
+        self._classes.setdefault(name, loaded)
+        return True
 
     def executor_class(self, name: str) -> type[Executor]:
-        self._load()
+        if not self.has(name):
+            raise KeyError(name)
         return self._classes[name]
 
     def executor(self, name: str) -> Executor:
@@ -143,19 +161,12 @@ class Registry:
     def config_model(self, name: str) -> type[BaseModel]:
         return self.executor_class(name).config_model
 
-    def _load(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
-        from importlib.metadata import entry_points
+    def _entry_points(self) -> dict[str, Any]:
+        if self._entries is None:
+            from importlib.metadata import entry_points
 
-        code_registered = dict(self._classes)
-        for entry in entry_points(group=ENTRY_POINT_GROUP):
-            try:
-                self.register(entry.load())
-            except Exception as error:  # a broken plugin must not take the others down
-                self.broken[entry.name] = f"{entry.value} failed to load: {error!r}"
-        self._classes.update(code_registered)
+            self._entries = {entry.name: entry for entry in entry_points(group=ENTRY_POINT_GROUP)}
+        return self._entries
 
 
 registry = Registry()
