@@ -157,7 +157,21 @@ def _program_exists(program: str, cwd: Path, env: dict[str, str]) -> bool:
     if "/" in program:
         path = cwd / program
         return path.is_file() and os.access(path, os.X_OK)
-    return shutil.which(program, path=env.get("PATH", os.defpath)) is not None
+    return _on_path(program, env.get("PATH", os.defpath))
+
+
+_FOUND: set[tuple[str, str]] = set()
+
+
+def _on_path(program: str, search_path: str) -> bool:
+    # Found programs are remembered: a 500-step pipeline looks `sh` up once, not 500 times.
+    # A missing one is looked up again, as an earlier step may install it.
+    if (program, search_path) in _FOUND:
+        return True
+    if shutil.which(program, path=search_path) is None:
+        return False
+    _FOUND.add((program, search_path))
+    return True
 
 
 def _masking_log(log: LogSink, parser: OutputParser) -> LogSink:

@@ -105,12 +105,14 @@ def command(
 
         click.echo("\n".join(render_workflow(target)))
         return
-    from executors.remote import Distribution
+    distribution = None
+    if broker or distribute or uses_runs_on(plan):
+        from executors.remote import Distribution
 
-    try:
-        distribution = Distribution.from_options(broker, distribute, plan)
-    except ConfigError as error:
-        fail(error)
+        try:
+            distribution = Distribution.from_options(broker, distribute, plan)
+        except ConfigError as error:
+            fail(error)
     secrets = read_secrets(plan, secret_pairs, secret_files)
     try:
         recording, plan = prepare_recording(
@@ -133,6 +135,16 @@ def command(
         secrets=secrets,
     )
     sys.exit(EXIT_CODES.get(status, 1))
+
+
+def uses_runs_on(plan: Any) -> bool:
+    from wfe_yaml.plan import walk_steps
+
+    return any(
+        step.runs_on
+        for workflow in plan.workflows.values()
+        for step in walk_steps(workflow.steps + workflow.ensure)
+    )
 
 
 def typed_inputs(pairs: tuple[str, ...], declared: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
 
 from executors.base import StepRequest, StepResult, StepStatus
-from executors.services import workflow_services
 from wfe_yaml import conditions, expressions
 from wfe_yaml.durations import format_duration
 from wfe_yaml.engine.context import RunContext
@@ -76,7 +75,7 @@ class WorkflowRun:
             self.skip_all(self.workflow.steps, self.path, missing)
             return WorkflowOutcome(S.SKIPPED, self.data, missing)
         timer = self.start_timer()
-        async with workflow_services(self) as services_ready:
+        async with self.services() as services_ready:
             try:
                 if services_ready:
                     await self.run_scope(self.workflow.steps, self.path)
@@ -89,6 +88,14 @@ class WorkflowRun:
                 if not await self.run_hook(hook, self.path):
                     self.failed = True
         return WorkflowOutcome(self.status(), self.data, self.error)
+
+    def services(self) -> contextlib.AbstractAsyncContextManager[bool]:
+        """The workflow's service containers around its steps (Docker, imported only then)."""
+        if not self.workflow.services:
+            return _no_services()
+        from executors.services import workflow_services
+
+        return workflow_services(self)
 
     def status(self) -> StepStatus:
         if self.final is not None:
@@ -693,3 +700,8 @@ def _has_expression(value: Any) -> bool:
     if isinstance(value, list):
         return any(_has_expression(item) for item in value)
     return False
+
+
+@contextlib.asynccontextmanager
+async def _no_services() -> AsyncIterator[bool]:
+    yield True
