@@ -317,7 +317,7 @@ class _WorkflowCompiler:
                 error,
                 self.source.positions,
                 config_loc,
-                skip=lambda problem: _has_expression(problem.get("input")),
+                skip=lambda problem: expressions.has_expression(problem.get("input")),
                 data=config,
                 context=f"the {model.type} config of step '{model.name}'",
             )
@@ -328,7 +328,7 @@ class _WorkflowCompiler:
         if secrets.references(config):
             self.check_secret_references(model, loc)
             return None  # resolved when the step starts, never kept in the plan
-        return None if _has_expression(config) else validated
+        return None if expressions.has_expression(config) else validated
 
     def check_secret_references(self, model: Step, loc: Loc) -> None:
         for rel_loc, text in _strings(model.config or {}, secrets.references):
@@ -485,16 +485,6 @@ def _all_model_steps(workflow: Workflow) -> list[Step]:
     walk(workflow.steps)
     walk(workflow.ensure)
     return found
-
-
-def _has_expression(value: Any) -> bool:
-    if isinstance(value, str):
-        return "${{" in value
-    if isinstance(value, dict):
-        return any(_has_expression(item) for item in value.values())
-    if isinstance(value, list):
-        return any(_has_expression(item) for item in value)
-    return False
 
 
 def _strings(value: Any, wanted: Callable[[str], Any], loc: Loc = ()) -> list[tuple[Loc, str]]:

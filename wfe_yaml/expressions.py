@@ -61,6 +61,17 @@ class ExpressionError(Exception):
 # -- public API --------------------------------------------------------------------------------
 
 
+def has_expression(value: Any) -> bool:
+    """Whether a value holds `${{ }}` anywhere (so it must be rendered when its step starts)."""
+    if isinstance(value, str):
+        return "${{" in value
+    if isinstance(value, dict):
+        return any(has_expression(item) for item in value.values())
+    if isinstance(value, list):
+        return any(has_expression(item) for item in value)
+    return False
+
+
 def render_value(value: Any, context: Mapping[str, Any]) -> Any:
     """`value` with every `${{ }}` in its strings rendered; dicts and lists are walked, not keys."""
     if isinstance(value, str):

@@ -441,7 +441,7 @@ class WorkflowRun:
             ) from error
 
     def render(self, step: PlanStep, value: Any) -> Any:
-        if not _has_expression(value):
+        if not expressions.has_expression(value):
             return value
         try:
             return expressions.render_value(value, self.expression_context(step))
@@ -690,16 +690,6 @@ class StepContext:
             raise
         finally:
             self.run.children.remove(child)
-
-
-def _has_expression(value: Any) -> bool:
-    if isinstance(value, str):
-        return "${{" in value
-    if isinstance(value, dict):
-        return any(_has_expression(item) for item in value.values())
-    if isinstance(value, list):
-        return any(_has_expression(item) for item in value)
-    return False
 
 
 @contextlib.asynccontextmanager
