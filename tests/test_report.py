@@ -32,6 +32,7 @@ from wfe_yaml.engine.result import RunResult, StepRecord
 from wfe_yaml.report.console import (
     ASCII_SYMBOLS,
     UNICODE_SYMBOLS,
+    PipeSafe,
     Reporter,
     display_width,
     make_console_reporter,
@@ -299,7 +300,8 @@ def test_make_console_reporter_picks_live_only_on_an_interactive_terminal(
 ) -> None:
     stream = TtyStringIO() if tty else io.StringIO()
     reporter = make_console_reporter(stream, plain=plain, verbosity=verbosity, env=env)
-    assert type(reporter) is expected
+    assert isinstance(reporter, PipeSafe)
+    assert type(reporter.reporter) is expected
     assert is_colored(reporter, stream) is colored
 
 

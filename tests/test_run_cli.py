@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from datetime import datetime
 from pathlib import Path
@@ -270,3 +272,23 @@ def test_plain_output_prefixes_lines_and_ends_with_a_summary(run_wfe: Any) -> No
     assert lines[5] == "[ci/later] - skipped: condition not met: .x == 1"
     assert "Skipped:\n  ci/later: condition not met: .x == 1\n" in stdout
     assert lines[-1].startswith("✓ ci succeeded in ") and lines[-1].endswith("(1 skipped)")
+
+
+def test_a_closed_stdout_does_not_change_the_verdict(tmp_path: Path) -> None:
+    (tmp_path / "workflows.yaml").write_text(
+        "workflow:\n  id: ci\n  steps:\n"
+        "    - {name: a, type: shell, config: {run: 'seq 1 20000'}}\n"
+        "    - {name: b, type: shell, config: {run: 'touch b-ran'}}\n"
+    )
+    wfe = subprocess.Popen(
+        [sys.executable, "-m", "wfe_yaml", "run", "--plain", "--no-store"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert wfe.stdout is not None and wfe.stderr is not None
+    wfe.stdout.readline()
+    wfe.stdout.close()  # like `wfe run | head -1`
+    assert wfe.wait(timeout=60) == 0
+    assert wfe.stderr.read() == b""
+    assert (tmp_path / "b-ran").exists()

@@ -3,13 +3,14 @@ choice between the live tree and plain lines (DESIGN §7)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from wfe_yaml.durations import format_duration
 from wfe_yaml.engine.events import Event
@@ -251,6 +252,36 @@ def live_wanted(stream: TextIO, plain: bool, verbosity: int, env: Mapping[str, s
     return _is_tty(stream)
 
 
+class PipeSafe:
+    """A console reporter that goes quiet when its reader goes away (`wfe run | head`): the
+    run goes on to its real verdict instead of failing on a closed pipe."""
+
+    def __init__(self, reporter: Reporter, stream: TextIO) -> None:
+        self.reporter = reporter
+        self.stream = stream
+        self.closed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.reporter, name)
+
+    def __call__(self, event: Any) -> None:
+        if not self.closed:
+            self._guard(self.reporter, event)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._guard(lambda _: self.reporter.close(), None)
+
+    def _guard(self, action: Callable[[Any], None], event: Any) -> None:
+        try:
+            action(event)
+        except BrokenPipeError:
+            self.closed = True
+            # Later writes and the interpreter's final flush must not fail either.
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+
+
 def make_console_reporter(
     stream: TextIO,
     plain: bool = False,
@@ -264,6 +295,9 @@ def make_console_reporter(
 
     env = os.environ if env is None else env
     color = color_wanted(stream, env)
+    reporter: Reporter
     if live_wanted(stream, plain, verbosity, env):
-        return LiveReporter(stream, color=color)
-    return PlainReporter(stream, verbosity=verbosity, color=color)
+        reporter = LiveReporter(stream, color=color)
+    else:
+        reporter = PlainReporter(stream, verbosity=verbosity, color=color)
+    return PipeSafe(reporter, stream)
