@@ -118,3 +118,16 @@ def read_secrets(plan: Any, pairs: tuple[str, ...], files: tuple[str, ...]) -> d
         return load_secrets(plan.secrets, os.environ, pairs, files)
     except ConfigError as error:
         fail(error)
+
+
+def broker_options(function: Any) -> Any:
+    """`--broker URL` (or WFE_BROKER) and `--distribute`: steps on Celery workers."""
+    function = click.option(
+        "--distribute", is_flag=True, help="Send every step to the workers (--broker)."
+    )(function)
+    return click.option(
+        "--broker",
+        envvar="WFE_BROKER",
+        metavar="URL",
+        help="Redis URL of a Celery broker: steps with `runs_on:` go to `wfe worker`s.",
+    )(function)

@@ -10,6 +10,7 @@ import click
 
 from wfe_yaml.cli.common import (
     EXIT_CONFIG,
+    broker_options,
     fail,
     read_secrets,
     secret_options,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 @click.option("-q", "--quiet", is_flag=True, help="Only failures and the summary.")
 @click.option("-v", "--verbose", is_flag=True, help="Also show each step's outputs.")
 @secret_options
+@broker_options
 def command(
     run_ref: str | None,
     store_path: str | None,
@@ -47,6 +49,8 @@ def command(
     verbose: bool,
     secret_pairs: tuple[str, ...],
     secret_files: tuple[str, ...],
+    broker: str | None,
+    distribute: bool,
 ) -> None:
     """Continue RUN (default: the newest run that did not succeed) as its next attempt.
 
@@ -54,7 +58,7 @@ def command(
     cancelled, suspended, interrupted and never-started steps run. Refuses when the workflows
     file changed since the run, unless --force.
     """
-    from wfe_yaml.cli.run import EXIT_CODES, execute
+    from wfe_yaml.cli.run import EXIT_CODES, distribution_for, execute
     from wfe_yaml.errors import ConfigError
     from wfe_yaml.store.replay import omit, resume_replay
 
@@ -86,6 +90,7 @@ def command(
         junit,
         recording=recording,
         secrets=read_secrets(plan, secret_pairs, secret_files),
+        distribution=distribution_for(broker, distribute, plan),
     )
     sys.exit(EXIT_CODES.get(status, 1))
 

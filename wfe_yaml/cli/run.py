@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from wfe_yaml.cli.common import (
+    broker_options,
     config_options,
     fail,
     file_argument,
@@ -45,13 +46,7 @@ EXIT_CODES = {"succeeded": 0, "failed": 1, "suspended": 3, "waiting": 3, "cancel
 @click.option("--plain", is_flag=True, help="Plain prefixed lines instead of the live tree.")
 @click.option("-q", "--quiet", is_flag=True, help="Only failures and the summary.")
 @click.option("-v", "--verbose", is_flag=True, help="Also show each step's outputs.")
-@click.option(
-    "--broker",
-    envvar="WFE_BROKER",
-    metavar="URL",
-    help="Redis URL of a Celery broker: steps with `runs_on:` go to `wfe worker`s.",
-)
-@click.option("--distribute", is_flag=True, help="Send every step to the workers (--broker).")
+@broker_options
 @store_option
 @click.option("--no-store", is_flag=True, help="Keep no run history (no resume, no `wfe logs`).")
 @click.option(
@@ -105,14 +100,7 @@ def command(
 
         click.echo("\n".join(render_workflow(target)))
         return
-    distribution = None
-    if broker or distribute or uses_runs_on(plan):
-        from executors.remote import Distribution
-
-        try:
-            distribution = Distribution.from_options(broker, distribute, plan)
-        except ConfigError as error:
-            fail(error)
+    distribution = distribution_for(broker, distribute, plan)
     secrets = read_secrets(plan, secret_pairs, secret_files)
     try:
         recording, plan = prepare_recording(
@@ -135,6 +123,19 @@ def command(
         secrets=secrets,
     )
     sys.exit(EXIT_CODES.get(status, 1))
+
+
+def distribution_for(broker: str | None, distribute: bool, plan: Any) -> Any:
+    """Where steps run: None (all here), or the workers; exit 2 if the broker is unreachable."""
+    if not (broker or distribute or uses_runs_on(plan)):
+        return None
+    from executors.remote import Distribution
+    from wfe_yaml.errors import ConfigError
+
+    try:
+        return Distribution.from_options(broker, distribute, plan)
+    except ConfigError as error:
+        fail(error)
 
 
 def uses_runs_on(plan: Any) -> bool:
