@@ -509,7 +509,7 @@ def test_summary_verdict_of_a_green_run_and_a_suspended_one() -> None:
     assert render_summary(green, {}, False).splitlines()[-1] == "✓ ci succeeded in 250ms"
     suspended = RunResult("r9", "ci", "suspended", T0, T0 + 2, steps=[record("ci/a", "suspended")])
     assert render_summary(suspended, {}, False).splitlines()[-1] == (
-        "‖ ci suspended in 2.0s (1 suspended); resume with: wfe resume r9"
+        "‖ ci suspended in 2.0s (1 suspended)"
     )
 
 

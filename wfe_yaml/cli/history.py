@@ -128,8 +128,8 @@ class Recording:
         return text
 
     def resume_hint(self, result: RunResult) -> str | None:
-        """How to continue a run that stopped short (the summary says it for suspended runs)."""
-        if result.status not in ("failed", "cancelled"):
+        """How to continue a run that stopped short; only a recorded run can be resumed."""
+        if result.status not in ("failed", "cancelled", "suspended"):
             return None
         return f"resume with: wfe resume {result.run_id}{self._store_argument()}"
 

@@ -174,8 +174,6 @@ def _verdict(result: RunResult, paint: Painter, symbols: Symbols) -> str:
         verdict += f" ({counts})"
     if result.error and not any(step.status in FAILURE_STATUSES for step in result.steps):
         verdict += f": {result.error}"
-    if result.status == "suspended":
-        verdict += f"; resume with: wfe resume {result.run_id}"
     return paint.status(verdict, result.status, bold=True)
 
 
