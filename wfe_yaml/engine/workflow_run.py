@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from executors.base import StepRequest, StepResult, StepStatus
 from wfe_yaml import conditions, expressions
 from wfe_yaml.durations import format_duration
-from wfe_yaml.engine.context import RunContext
+from wfe_yaml.engine.context import MAX_WORKFLOW_DEPTH, RunContext
 from wfe_yaml.engine.environment import step_environment
 from wfe_yaml.engine.events import Notice, StepInfo, StepLog, StepStarted, WorkflowStarted
 from wfe_yaml.engine.result import StepRecord
@@ -58,7 +58,6 @@ class WorkflowRun:
     data: dict[str, Any] = field(default_factory=dict)
     step_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     stop: _Stop | None = None
-    final: StepStatus | None = None
     failed: bool = False
     error: str | None = None
     succeeded_order: list[tuple[PlanStep, str]] = field(default_factory=list)
@@ -98,8 +97,6 @@ class WorkflowRun:
         return workflow_services(self)
 
     def status(self) -> StepStatus:
-        if self.final is not None:
-            return self.final
         if self.stop is not None and self.stop.status is not S.SKIPPED:
             return self.stop.status
         if self.ctx.cancelled:
@@ -664,8 +661,6 @@ class StepContext:
 
     async def run_workflow(self, workflow_id: str, data: dict[str, Any]) -> WorkflowOutcome:
         """Run a child workflow as a nested instance of this run, under this step's path."""
-        from wfe_yaml.engine.context import MAX_WORKFLOW_DEPTH
-
         if self.run.depth + 1 > MAX_WORKFLOW_DEPTH:
             return WorkflowOutcome(
                 S.FAILED, data, f"child workflows nested deeper than {MAX_WORKFLOW_DEPTH} levels"
