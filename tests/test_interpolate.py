@@ -299,3 +299,17 @@ def test_parse_assignment_without_equals_is_an_error() -> None:
 def test_parse_assignment_with_a_bad_name_is_an_error() -> None:
     with pytest.raises(ConfigError, match="invalid variable name 'a b'"):
         parse_assignment("a b=1")
+
+
+def test_a_quoted_whole_reference_stays_text() -> None:
+    source = parse_text(
+        'a: ((n))\nb: "((n))"\nc: \'((n))\'\nd: &x "((n))"\ne: *x\nf: [((n)), "((n))"]\n', "t.yaml"
+    )
+    assert interpolate(source, {"n": 42}) == {
+        "a": 42,
+        "b": "42",
+        "c": "42",
+        "d": "42",
+        "e": "42",
+        "f": [42, "42"],
+    }

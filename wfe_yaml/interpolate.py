@@ -204,7 +204,7 @@ class _Resolver:
 
     def _string(self, text: str, path: PathKey) -> Any:
         whole = _WHOLE.fullmatch(text)
-        if whole:
+        if whole and not self.source.positions.is_quoted(path):
             found, value = _lookup(self.variables, whole.group(1))
             if found:
                 return copy.deepcopy(value)

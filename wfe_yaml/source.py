@@ -85,6 +85,11 @@ class Positions:
     value_spots: dict[PathKey, Spot] = field(default_factory=dict, repr=False)
     key_spots: dict[PathKey, Spot] = field(default_factory=dict, repr=False)
     aliases: dict[PathKey, PathKey] = field(default_factory=dict, repr=False)
+    quoted_spots: set[Spot] = field(default_factory=set, repr=False)
+    """Where quoted scalars were written: `"((x))"` stays text, as quotes say."""
+
+    def is_quoted(self, path: PathKey) -> bool:
+        return self.value_spots.get(self._written(path)) in self.quoted_spots
 
     def value(self, path: PathKey) -> Mark:
         """The value at `path`, or its nearest ancestor when that path was never written."""
@@ -373,6 +378,8 @@ class _Builder:
             return
         self._count(1, spot)
         self.positions.value_spots[self._child_path()] = spot
+        if event.style in ("'", '"'):
+            self.positions.quoted_spots.add(spot)
         self._attach(value, 1, 0, spot)
 
     def _scalar_value(self, event: ScalarEvent, spot: Spot) -> Any:

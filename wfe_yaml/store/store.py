@@ -382,11 +382,27 @@ def connect(path: Path) -> sqlite3.Connection:
         path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
     )
     connection.row_factory = sqlite3.Row
-    connection.execute("PRAGMA journal_mode = WAL")
+    _enable_wal(connection)
     # In WAL mode, NORMAL survives a killed process (not a power cut) without an fsync per commit.
     connection.execute("PRAGMA synchronous = NORMAL")
     connection.execute("PRAGMA foreign_keys = ON")
     return connection
+
+
+def _enable_wal(connection: sqlite3.Connection) -> None:
+    # Two runners creating one new store race for this switch, and SQLite answers the loser
+    # "database is locked" at once instead of waiting out the busy timeout: retry it here.
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    pause = 0.005
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
 
 def _create_private(path: Path) -> None:
