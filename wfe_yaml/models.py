@@ -87,21 +87,21 @@ class Step(Strict):
     parallel: list[Step] | None = None
     needs: list[str] | None = None
     when: Condition | None = None
-    requires: Names = []
+    requires: Names = Field(default_factory=list)
     matrix: dict[str, list[Any]] | None = None
     max_parallel: int | None = Field(default=None, ge=1)
     fail_fast: bool = True
     timeout: Duration | None = None
     error_behavior: ErrorBehavior | None = None
-    on_success: Steps = []
-    on_failure: Steps = []
-    ensure: Steps = []
-    compensate: Steps = []
-    outputs: OutputRefs = []
-    inputs: OutputRefs = []
-    runs_on: Names = []
-    env: Env = {}
-    secrets: Names = []
+    on_success: Steps = Field(default_factory=list)
+    on_failure: Steps = Field(default_factory=list)
+    ensure: Steps = Field(default_factory=list)
+    compensate: Steps = Field(default_factory=list)
+    outputs: OutputRefs = Field(default_factory=list)
+    inputs: OutputRefs = Field(default_factory=list)
+    runs_on: Names = Field(default_factory=list)
+    env: Env = Field(default_factory=dict)
+    secrets: Names = Field(default_factory=list)
     continue_on_error: bool = False
 
     def hooks(self) -> dict[str, list[Step]]:
@@ -124,10 +124,10 @@ class Readiness(Strict):
 
 class Service(Strict):
     image: str
-    ports: list[int | str] = []
-    env: Env = {}
+    ports: list[int | str] = Field(default_factory=list)
+    env: Env = Field(default_factory=dict)
     command: list[str] | str | None = None
-    args: list[str] = []
+    args: list[str] = Field(default_factory=list)
     readiness: Readiness | None = None
     memory: str | None = None
     cpus: float | str | None = None
@@ -139,24 +139,24 @@ class Workflow(Strict):
     version: int = 1
     name: str | None = None
     description: str | None = None
-    inputs: dict[str, TypeString] = {}
-    outputs: dict[str, TypeString] = {}
+    inputs: dict[str, TypeString] = Field(default_factory=dict)
+    outputs: dict[str, TypeString] = Field(default_factory=dict)
     steps: list[Step] = Field(min_length=1)
-    ensure: Steps = []
+    ensure: Steps = Field(default_factory=list)
     error_behavior: ErrorBehavior | None = None
     timeout: Duration | None = None
-    env: Env = {}
-    requires: Names = []
-    services: dict[str, Service] = {}
+    env: Env = Field(default_factory=dict)
+    requires: Names = Field(default_factory=list)
+    services: dict[str, Service] = Field(default_factory=dict)
     shared_volume: Any = None
 
 
 class Document(Strict):
-    include: Names = []
-    config: dict[str, Any] = {}
+    include: Names = Field(default_factory=list)
+    config: dict[str, Any] = Field(default_factory=dict)
     entry: str | None = None
-    secrets: Names = []
-    capabilities: dict[str, str] = {}
+    secrets: Names = Field(default_factory=list)
+    capabilities: dict[str, str] = Field(default_factory=dict)
     workflow: Workflow | None = None
     workflows: list[Workflow] | None = None
 
