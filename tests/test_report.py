@@ -710,3 +710,12 @@ def test_junit_write_is_atomic_and_leaves_no_temporary_file(no_leftovers: Path) 
     path.write_text("old")
     write_junit(small_result(), path)
     assert path.read_bytes().startswith(b"<?xml version='1.0' encoding='utf-8'?>")
+
+
+def test_a_restored_step_says_so_in_the_summary() -> None:
+    restored = StepRecord("ci/a", "ci", "a", "shell", "succeeded", outputs={"v": 1})
+    restored.restored = True
+    result = RunResult("r1", "ci", "succeeded", 0.0, 1.0, steps=[restored])
+    rows = [line for line in render_summary(result, {}, False).splitlines() if "ci/a" in line]
+    assert rows[0].split() == ["ci/a", "✓", "restored", "-", "-", "-"]
+    assert "restored" not in result.to_report()["steps"][0]

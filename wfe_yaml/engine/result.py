@@ -21,6 +21,8 @@ class StepRecord:
     error: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
     started_at: float | None = None
+    restored: bool = False
+    """Succeeded in an earlier attempt of the run: outputs restored, not run again."""
 
 
 @dataclass
@@ -54,6 +56,7 @@ class RunResult:
         for record in self.steps:
             item = asdict(record)
             item.pop("started_at")
+            item.pop("restored")
             steps.append(item)
         return {
             "run_id": self.run_id,

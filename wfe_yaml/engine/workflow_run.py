@@ -181,6 +181,7 @@ class WorkflowRun:
         """A step that succeeded in an earlier attempt of this run: its outputs, not a re-run."""
         record = self.new_record(step, path, step.type or "parallel", S.SUCCEEDED, time.time())
         record.outputs = self.merge_outputs(step, self.ctx.replay[path])
+        record.restored = True
         self.succeeded_order.append((step, path))
         self.ctx.bus.emit(Notice("restored from an earlier attempt", "info", path))
         self.ctx.finish(record)

@@ -88,10 +88,11 @@ def _table(steps: Sequence[StepRecord], paint: Painter, symbols: Symbols) -> str
 
 
 def _row(record: StepRecord, symbols: Symbols) -> tuple[str, ...]:
-    ran = record.status not in ("skipped", "pending")
+    ran = record.status not in ("skipped", "pending") and not record.restored
+    status = "restored" if record.restored else record.status
     return (
         record.path,
-        f"{symbols.icon(record.status)} {record.status}",
+        f"{symbols.icon(record.status)} {status}",
         str(record.attempts) if record.attempts else "-",
         format_duration(record.duration_ms / 1000) if ran else "-",
         "-" if record.exit_code is None else str(record.exit_code),
