@@ -13,6 +13,7 @@ import fcntl
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from executors.base import LogSink
 from executors.outputs import holds_marker
-from executors.watchdog import watchdog
+from executors.watchdog import TOKEN_VARIABLE, watchdog
 
 MAX_LINE_BYTES = 1024 * 1024
 """A longer line is delivered as several lines of at most this many bytes."""
@@ -159,7 +160,7 @@ def _char_boundary(data: bytearray, limit: int) -> int:
     return limit
 
 
-class _ProcessWatch(asyncio.SubprocessProtocol):
+class _ProcessWatch:
     """What the supervisor waits for: the process's exit, the end of its output pipes, and a
     failure of a line consumer (kept here, since a reader callback cannot raise usefully)."""
 
@@ -275,8 +276,9 @@ async def run_process(
     stderr_splitter = LineSplitter(lambda lines, _marked: log("stderr", lines))
     stdout_read, stdout_write = os.pipe()
     stderr_read, stderr_write = os.pipe()
+    watch = _ProcessWatch()
     try:
-        transport, watch = await _spawn(argv, env, cwd, stdin_data, stdout_write, stderr_write)
+        child = _spawn(argv, env, cwd, stdin_data, stdout_write, stderr_write, watch)
     except BaseException:
         os.close(stdout_read)
         os.close(stderr_read)
@@ -288,43 +290,130 @@ async def run_process(
         _PipeReader(stdout_read, stdout_splitter, watch),
         _PipeReader(stderr_read, stderr_splitter, watch),
     ]
-    pgid = transport.get_pid()
-    watchdog.started(pgid)
+    pgid = child.pid
     try:
         await _supervise(pgid, watch, kill_grace, drain)
     finally:
         for reader in readers:
             reader.close()
-        transport.close()
+        child.close()
         if not group_alive(pgid):
             watchdog.ended(pgid)
     if watch.sink_error is not None:
         raise watch.sink_error
-    return _outcome(transport.get_returncode(), time.monotonic() - started)
+    return _outcome(child.returncode, time.monotonic() - started)
 
 
-async def _spawn(
+def _spawn(
     argv: list[str],
     env: dict[str, str],
     cwd: Path,
     stdin_data: bytes | None,
     stdout: int,
     stderr: int,
-) -> tuple[asyncio.SubprocessTransport, _ProcessWatch]:
-    loop = asyncio.get_running_loop()
-    transport, watch = await loop.subprocess_exec(
-        _ProcessWatch,
-        *argv,
-        stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
-        stdout=stdout,
-        stderr=stderr,
-        env=env,
-        cwd=cwd,
-        start_new_session=True,
-    )
+    watch: _ProcessWatch,
+) -> _Child:
+    env = {**env, TOKEN_VARIABLE: watchdog.ensure_running()}
+    stdin_read = stdin_write = None
     if stdin_data is not None:
-        _send_stdin(transport, stdin_data)
-    return transport, watch
+        stdin_read, stdin_write = os.pipe()
+    try:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL if stdin_read is None else stdin_read,
+            stdout=stdout,
+            stderr=stderr,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    except BaseException:
+        for fd in (stdin_read, stdin_write):
+            if fd is not None:
+                os.close(fd)
+        raise
+    # At once, before anything awaits: a runner killed from here on leaves no orphan.
+    watchdog.started(process.pid)
+    stdin = None
+    if stdin_read is not None and stdin_write is not None:
+        os.close(stdin_read)
+        stdin = _StdinWriter(stdin_write, stdin_data or b"")
+    return _Child(process, watch, stdin)
+
+
+class _Child:
+    """A started process whose exit resolves `watch.exited`: through a pidfd on the event
+    loop where the kernel has them (no thread per process), else through a waiting thread."""
+
+    def __init__(
+        self, process: subprocess.Popen[bytes], watch: _ProcessWatch, stdin: _StdinWriter | None
+    ) -> None:
+        self._process = process
+        self._watch = watch
+        self._stdin = stdin
+        self._loop = asyncio.get_running_loop()
+        self._pidfd: int | None = None
+        try:
+            self._pidfd = os.pidfd_open(process.pid)
+        except (AttributeError, OSError):
+            threading.Thread(target=self._wait_in_thread, daemon=True).start()
+        else:
+            self._loop.add_reader(self._pidfd, self._on_exit)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode
+
+    def close(self) -> None:
+        """Stop watching; a process still running is reaped later by `subprocess`."""
+        if self._stdin is not None:
+            self._stdin.close()
+        if self._pidfd is not None:
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    def _on_exit(self) -> None:
+        if self._process.poll() is not None:
+            self.close()
+            self._watch.process_exited()
+
+    def _wait_in_thread(self) -> None:
+        self._process.wait()
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            self._loop.call_soon_threadsafe(self._watch.process_exited)
+
+
+class _StdinWriter:
+    """Writes bytes to a child's stdin whenever the pipe takes them, then closes it."""
+
+    def __init__(self, fd: int, data: bytes) -> None:
+        self._fd = fd
+        self._data = memoryview(data)
+        self._loop = asyncio.get_running_loop()
+        os.set_blocking(fd, False)
+        self._loop.add_writer(fd, self._on_writable)
+
+    def _on_writable(self) -> None:
+        try:
+            written = os.write(self._fd, self._data)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            written = len(self._data)  # the reader is gone: nothing more to send
+        self._data = self._data[written:]
+        if not self._data:
+            self.close()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self._loop.remove_writer(self._fd)
+            os.close(self._fd)
+            self._fd = -1
 
 
 def _stdout_handler(
@@ -342,13 +431,6 @@ def _stdout_handler(
     return handle
 
 
-def _send_stdin(transport: asyncio.SubprocessTransport, data: bytes) -> None:
-    pipe = transport.get_pipe_transport(0)
-    if isinstance(pipe, asyncio.WriteTransport):
-        pipe.write(data)
-        pipe.close()
-
-
 async def _supervise(pgid: int, watch: _ProcessWatch, kill_grace: float, drain: float) -> None:
     try:
         ended = [watch.exited, watch.sink_failed]
@@ -364,7 +446,6 @@ async def _supervise(pgid: int, watch: _ProcessWatch, kill_grace: float, drain: 
         try:
             await _terminate_group(pgid, kill_grace)
         finally:
-            # Leave the reaping to asyncio's child watcher, not to transport.close().
             await asyncio.wait([watch.exited], timeout=_KILL_WAIT_SECONDS)
         raise
 

@@ -6,22 +6,54 @@ watchdog process about every group it starts (`+pgid`) and every group that has 
 (`-pgid`) over a pipe. When the pipe closes — the runner exited or died — the watchdog
 terminates the groups still listed: a crashed run's steps, and background processes a step
 left behind.
+
+A runner killed between starting a step and telling the watchdog (a window that opens
+whenever the kernel runs the new process before the runner) would still leave that step
+behind, so every step also carries a token in its environment (`WFE_WATCHDOG`). A runner
+that exits normally says so (`.`); when the pipe closes without that, the watchdog also
+terminates the groups of every process that carries the token.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
+import secrets
 import subprocess
 import sys
 import threading
+
+TOKEN_VARIABLE = "WFE_WATCHDOG"
 
 _SCRIPT = """
 import os, signal, sys, time
 for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
     signal.signal(number, signal.SIG_IGN)
-groups = set()
+marker = sys.argv[1].encode()
+groups, clean = set(), False
 for line in sys.stdin:
-    sign, pgid = line[:1], int(line[1:])
-    (groups.add if sign == "+" else groups.discard)(pgid)
+    sign = line[:1]
+    if sign == ".":
+        clean = True
+    elif sign in "+-":
+        (groups.add if sign == "+" else groups.discard)(int(line[1:]))
+def marked_groups():
+    found = set()
+    try:
+        names = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return found
+    for name in names:
+        try:
+            with open("/proc/" + name + "/environ", "rb") as environ:
+                if marker in environ.read().split(b"\\0"):
+                    found.add(os.getpgid(int(name)))
+        except OSError:
+            pass
+    return found
+if not clean:
+    groups |= marked_groups()
+groups -= {0, 1, os.getpgid(0)}
 def send(number):
     for pgid in list(groups):
         try:
@@ -38,11 +70,18 @@ if groups:
 class GroupWatchdog:
     def __init__(self) -> None:
         self._process: subprocess.Popen[bytes] | None = None
+        self._token = ""
         self._lock = threading.Lock()
+        self._exit_hook = False
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
+
+    def ensure_running(self) -> str:
+        """Start the watchdog unless it runs; the token that steps must carry."""
+        with self._lock:
+            return self._running()[1]
 
     def started(self, pgid: int) -> None:
         self._send(f"+{pgid}\n")
@@ -52,9 +91,7 @@ class GroupWatchdog:
 
     def _send(self, line: str) -> None:
         with self._lock:
-            process = self._process
-            if process is None or process.poll() is not None:
-                process = self._process = _start()
+            process, _ = self._running()
             if process.stdin is None:
                 return
             try:
@@ -63,14 +100,39 @@ class GroupWatchdog:
             except OSError:
                 self._process = None
 
+    def _running(self) -> tuple[subprocess.Popen[bytes], str]:
+        # After a fork, poll() reports the parent's watchdog as gone: the child starts its own.
+        process = self._process
+        if process is None or process.poll() is not None:
+            self._token = secrets.token_hex(8)
+            process = self._process = _start(self._token)
+            if not self._exit_hook:
+                atexit.register(self._exit_cleanly)
+                self._exit_hook = True
+        return process, self._token
 
-def _start() -> subprocess.Popen[bytes]:
+    def _exit_cleanly(self) -> None:
+        with self._lock:
+            process = self._process
+            if process is None or process.stdin is None or process.poll() is not None:
+                return
+            try:
+                process.stdin.write(b".\n")
+                process.stdin.flush()
+            except OSError:
+                pass
+
+
+def _start(token: str) -> subprocess.Popen[bytes]:
+    # Without the token of an outer runner, whose watchdog would otherwise kill this one.
+    env = {name: value for name, value in os.environ.items() if name != TOKEN_VARIABLE}
     # Its own session: a Ctrl-C at the terminal must reach the runner, not the watchdog.
     return subprocess.Popen(
-        [sys.executable, "-S", "-c", _SCRIPT],
+        [sys.executable, "-S", "-c", _SCRIPT, f"{TOKEN_VARIABLE}={token}"],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
         start_new_session=True,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -75,6 +76,57 @@ def test_a_killed_runner_leaves_no_step_process(tmp_path: Path) -> None:
     while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in pids if _running(pid)]
+
+
+_UNREGISTERED_STEP = """
+import os, subprocess, sys, time
+from executors.watchdog import TOKEN_VARIABLE, watchdog
+token = watchdog.ensure_running()
+step = subprocess.Popen(
+    ["sh", "-c", "sleep 1000 & echo $!; exec sleep 1000"],
+    env={**os.environ, TOKEN_VARIABLE: token},
+    stdout=subprocess.PIPE,
+    start_new_session=True,
+)
+print(step.pid, step.stdout.readline().decode().strip(), flush=True)
+if sys.argv[1] == "crash":
+    time.sleep(1000)
+"""
+
+
+def test_a_step_the_runner_died_before_registering_is_still_ended() -> None:
+    # The runner is killed after starting a step and before telling the watchdog about it.
+    runner = subprocess.Popen(
+        [sys.executable, "-c", _UNREGISTERED_STEP, "crash"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert runner.stdout is not None
+        pids = [int(pid) for pid in runner.stdout.readline().split()]
+    finally:
+        runner.kill()
+        runner.wait()
+    assert len(pids) == 2
+    deadline = time.monotonic() + 10
+    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in pids if _running(pid)]
+
+
+def test_a_clean_exit_does_not_sweep_by_token() -> None:
+    # Only a crash widens the sweep to the token: a clean exit ends the registered groups.
+    result = subprocess.run(
+        [sys.executable, "-c", _UNREGISTERED_STEP, "exit"],
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=30,
+    )
+    pids = [int(pid) for pid in result.stdout.split()]
+    try:
+        time.sleep(1)
+        assert all(_running(pid) for pid in pids)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
 
 
 def _running(pid: int) -> bool:
