@@ -53,7 +53,7 @@ from pydantic import (
 
 from executors.base import Executor, ExecutorConfig, StepRequest, StepResult, StepStatus
 from wfe_yaml.durations import Duration
-from wfe_yaml.models import Env
+from wfe_yaml.models import Env, empty_list
 
 INSTALL_HINT = "JavaScript steps need the 'js' extra: pip install 'wfe-yaml[js]'"
 DEFAULT_TIMEOUT_SECONDS = 300.0
@@ -132,13 +132,13 @@ class JavaScriptPermissions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    net: list[str] = Field(default_factory=list)
+    net: list[str] = Field(default_factory=empty_list)
     """Host names `fetch` may reach (exact match, any port)."""
-    read: list[str] = Field(default_factory=list)
+    read: list[str] = Field(default_factory=empty_list)
     """Files and folders `readFile` may read (relative to the workspace)."""
-    write: list[str] = Field(default_factory=list)
+    write: list[str] = Field(default_factory=empty_list)
     """Files and folders `writeFile` may write (relative to the workspace)."""
-    env: list[str] = Field(default_factory=list)
+    env: list[str] = Field(default_factory=empty_list)
     """Environment variables `env()` may read."""
     run: bool = False
     """Always false: JavaScript steps cannot start processes."""
@@ -183,7 +183,7 @@ class JavaScriptConfig(ExecutorConfig):
     timeout: Duration = DEFAULT_TIMEOUT_SECONDS
     """Hard stop: the script is terminated, whatever it is doing."""
     memory_limit: MemorySize = DEFAULT_MEMORY_LIMIT
-    modules: list[str] = Field(default_factory=list)
+    modules: list[str] = Field(default_factory=empty_list)
     """WFE key, accepted for compatibility; modules cannot be loaded (a warning says so)."""
     env: Env = {}
     """Variables `env()` can read without a permission (they come from the file, not the host)."""

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from executors.base import Executor, ExecutorConfig, StepRequest, StepResult, StepStatus
+from wfe_yaml.models import empty_list
 from wfe_yaml.preflight import ToolReport, ToolSpec, VersionConstraint, detect_tool
 
 ESSENTIAL = "essential"
@@ -77,8 +78,8 @@ ToolItem = Annotated[
 
 
 class PreflightConfig(ExecutorConfig):
-    essential: list[ToolItem] = Field(default_factory=list)
-    optional: list[ToolItem] = Field(default_factory=list)
+    essential: list[ToolItem] = Field(default_factory=empty_list)
+    optional: list[ToolItem] = Field(default_factory=empty_list)
 
     @model_validator(mode="after")
     def _tools_named_once(self) -> PreflightConfig:

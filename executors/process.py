@@ -247,6 +247,7 @@ class _PipeReader:
 async def run_process(
     argv: list[str],
     *,
+    executable: str | None = None,
     env: dict[str, str],
     cwd: Path,
     log: LogSink,
@@ -257,6 +258,9 @@ async def run_process(
     drain: float = PIPE_DRAIN_SECONDS,
 ) -> ProcessOutcome:
     """Run argv in a new process group, streaming its output, until it and its pipes end.
+
+    `executable` is the program file when the caller has already found it (argv[0] stays the
+    name the program sees); None searches PATH for argv[0].
 
     Each batch of lines goes to `log(stream, lines)`; stdout batches go first to
     `stdout_lines` (before `log`, so that masks found in a batch can already hide it), and
@@ -278,7 +282,7 @@ async def run_process(
     stderr_read, stderr_write = os.pipe()
     watch = _ProcessWatch()
     try:
-        child = _spawn(argv, env, cwd, stdin_data, stdout_write, stderr_write, watch)
+        child = _spawn(argv, executable, env, cwd, stdin_data, stdout_write, stderr_write, watch)
     except BaseException:
         os.close(stdout_read)
         os.close(stderr_read)
@@ -306,6 +310,7 @@ async def run_process(
 
 def _spawn(
     argv: list[str],
+    executable: str | None,
     env: dict[str, str],
     cwd: Path,
     stdin_data: bytes | None,
@@ -320,6 +325,7 @@ def _spawn(
     try:
         process = subprocess.Popen(
             argv,
+            executable=executable,
             stdin=subprocess.DEVNULL if stdin_read is None else stdin_read,
             stdout=stdout,
             stderr=stderr,

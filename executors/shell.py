@@ -50,8 +50,14 @@ class ShellConfig(ExecutorConfig):
 
 
 def shell_words(shell: str) -> list[str]:
+    return list(_split_shell(shell))
+
+
+@functools.lru_cache(maxsize=64)
+def _split_shell(shell: str) -> tuple[str, ...]:
+    # Cached: a pipeline names the same few shells on every step.
     try:
-        return shlex.split(shell)
+        return tuple(shlex.split(shell))
     except ValueError as error:
         raise ValueError(f"'shell' cannot be split into words: {error}") from None
 
@@ -82,13 +88,14 @@ class ShellExecutor(Executor):
         try:
             cwd = _working_dir(config, request)
             env = _environment(config, request)
-            argv = _command(config, request, cwd, env)
+            argv, program = _command(config, request, cwd, env)
         except StepFailure as failure:
             return StepResult.failed(str(failure))
         parser = OutputParser()
         try:
             outcome = await run_process(
                 argv,
+                executable=program,
                 env=env,
                 cwd=cwd,
                 log=_masking_log(request.log, parser),
@@ -129,49 +136,52 @@ def _environment(config: ShellConfig, request: StepRequest) -> dict[str, str]:
 
 def _command(
     config: ShellConfig, request: StepRequest, cwd: Path, env: dict[str, str]
-) -> list[str]:
-    interpreter = _interpreter(config.shell, cwd, env)
+) -> tuple[list[str], str]:
+    """The argv and the program file it starts."""
+    interpreter, program = _interpreter(config.shell, cwd, env)
     if config.run is not None:
-        return [*interpreter, "-c", config.run]
+        return [*interpreter, "-c", config.run], program
     script = request.workspace / str(config.file)
     if not script.is_file():
         raise StepFailure(f"script file '{script}' does not exist")
-    return [*interpreter, str(script)]
+    return [*interpreter, str(script)], program
 
 
-def _interpreter(shell: str | None, cwd: Path, env: dict[str, str]) -> list[str]:
+def _interpreter(shell: str | None, cwd: Path, env: dict[str, str]) -> tuple[list[str], str]:
     if shell is None:
         found = default_shell()
         if found is None:
             raise StepFailure("neither bash nor sh found on PATH")
-        return list(found)
+        return list(found), found[0]
     words = shell_words(shell)
-    if not _program_exists(words[0], cwd, env):
+    program = _find_program(words[0], cwd, env)
+    if program is None:
         raise StepFailure(f"shell '{words[0]}' not found on PATH")
-    return words
+    return words, program
 
 
-def _program_exists(program: str, cwd: Path, env: dict[str, str]) -> bool:
+def _find_program(program: str, cwd: Path, env: dict[str, str]) -> str | None:
     # Like exec: a name with a slash is a path (relative to the step's cwd), else PATH is
     # searched, the step's PATH rather than ours.
     if "/" in program:
         path = cwd / program
-        return path.is_file() and os.access(path, os.X_OK)
+        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
     return _on_path(program, env.get("PATH", os.defpath))
 
 
-_FOUND: set[tuple[str, str]] = set()
+_FOUND: dict[tuple[str, str], str] = {}
 
 
-def _on_path(program: str, search_path: str) -> bool:
-    # Found programs are remembered: a 500-step pipeline looks `sh` up once, not 500 times.
-    # A missing one is looked up again, as an earlier step may install it.
-    if (program, search_path) in _FOUND:
-        return True
-    if shutil.which(program, path=search_path) is None:
-        return False
-    _FOUND.add((program, search_path))
-    return True
+def _on_path(program: str, search_path: str) -> str | None:
+    # Found programs are remembered: a 500-step pipeline looks `sh` up once, not 500 times
+    # (and, given the file, Popen does not search PATH again either). A missing one is
+    # looked up again, as an earlier step may install it.
+    found = _FOUND.get((program, search_path))
+    if found is None:
+        found = shutil.which(program, path=search_path)
+        if found is not None:
+            _FOUND[(program, search_path)] = found
+    return found
 
 
 def _masking_log(log: LogSink, parser: OutputParser) -> LogSink:

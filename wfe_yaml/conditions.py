@@ -67,7 +67,7 @@ class Problem(NamedTuple):
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 # -- the models --------------------------------------------------------------------------------

@@ -194,8 +194,6 @@ def execute(
     from wfe_yaml.engine import Engine
     from wfe_yaml.errors import ConfigError
     from wfe_yaml.report.console import make_console_reporter
-    from wfe_yaml.report.json_report import write_json_report
-    from wfe_yaml.report.junit import write_junit
     from wfe_yaml.report.summary import TailCollector
 
     sys.stdout.reconfigure(errors="replace")  # type: ignore[union-attr]
@@ -225,8 +223,12 @@ def execute(
     if hint:
         click.echo(hint)
     if report:
+        from wfe_yaml.report.json_report import write_json_report
+
         write_json_report(result, report)
     if junit:
+        from wfe_yaml.report.junit import write_junit
+
         write_junit(result, junit, tails.tails)
     return result.status
 

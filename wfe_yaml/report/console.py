@@ -289,15 +289,16 @@ def make_console_reporter(
     env: Mapping[str, str] | None = None,
 ) -> Reporter:
     """The live tree on an interactive terminal, plain prefixed lines everywhere else."""
-    # Imported here: both modules import this one for the shared bits above.
-    from wfe_yaml.report.live import LiveReporter
-    from wfe_yaml.report.plain import PlainReporter
-
+    # Imported here (and only the one in use): both modules import this one.
     env = os.environ if env is None else env
     color = color_wanted(stream, env)
     reporter: Reporter
     if live_wanted(stream, plain, verbosity, env):
+        from wfe_yaml.report.live import LiveReporter
+
         reporter = LiveReporter(stream, color=color)
     else:
+        from wfe_yaml.report.plain import PlainReporter
+
         reporter = PlainReporter(stream, verbosity=verbosity, color=color)
     return PipeSafe(reporter, stream)
