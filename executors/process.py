@@ -338,7 +338,7 @@ def _spawn(
             if fd is not None:
                 os.close(fd)
         raise
-    # At once, before anything awaits: a runner killed from here on leaves no orphan.
+    # At once, before anything awaits; the token in env covers a runner killed before this.
     watchdog.started(process.pid)
     stdin = None
     if stdin_read is not None and stdin_write is not None:
