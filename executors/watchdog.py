@@ -92,12 +92,7 @@ class GroupWatchdog:
     def _send(self, line: str) -> None:
         with self._lock:
             process, _ = self._running()
-            if process.stdin is None:
-                return
-            try:
-                process.stdin.write(line.encode())
-                process.stdin.flush()
-            except OSError:
+            if not _write(process, line):
                 self._process = None
 
     def _running(self) -> tuple[subprocess.Popen[bytes], str]:
@@ -114,13 +109,19 @@ class GroupWatchdog:
     def _exit_cleanly(self) -> None:
         with self._lock:
             process = self._process
-            if process is None or process.stdin is None or process.poll() is not None:
-                return
-            try:
-                process.stdin.write(b".\n")
-                process.stdin.flush()
-            except OSError:
-                pass
+            if process is not None and process.poll() is None:
+                _write(process, ".\n")
+
+
+def _write(process: subprocess.Popen[bytes], line: str) -> bool:
+    if process.stdin is None:
+        return False
+    try:
+        process.stdin.write(line.encode())
+        process.stdin.flush()
+    except OSError:
+        return False
+    return True
 
 
 def _start(token: str) -> subprocess.Popen[bytes]:

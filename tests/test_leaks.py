@@ -72,10 +72,7 @@ def test_a_killed_runner_leaves_no_step_process(tmp_path: Path) -> None:
     finally:
         runner.kill()
         runner.wait()
-    deadline = time.monotonic() + 10
-    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not [pid for pid in pids if _running(pid)]
+    assert not _still_running_after(pids, seconds=10)
 
 
 _UNREGISTERED_STEP = """
@@ -106,10 +103,7 @@ def test_a_step_the_runner_died_before_registering_is_still_ended() -> None:
         runner.kill()
         runner.wait()
     assert len(pids) == 2
-    deadline = time.monotonic() + 10
-    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not [pid for pid in pids if _running(pid)]
+    assert not _still_running_after(pids, seconds=10)
 
 
 def test_a_clean_exit_does_not_sweep_by_token() -> None:
@@ -127,6 +121,13 @@ def test_a_clean_exit_does_not_sweep_by_token() -> None:
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
+
+
+def _still_running_after(pids: list[int], seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return [pid for pid in pids if _running(pid)]
 
 
 def _running(pid: int) -> bool:
