@@ -20,6 +20,7 @@ import posixpath
 import re
 import shlex
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,8 @@ MAX_BUFFERED_BYTES = 1024 * 1024
 container that prints faster than the loop handles its lines waits, memory stays flat."""
 
 SIGKILL_EXIT = 137
+OOM_REPORT_WAIT = 2.0
+OOM_REPORT_POLL = 0.05
 DRAIN_SECONDS = 1.0
 """How long output may still arrive after a cancelled container stopped."""
 _MEMORY = re.compile(r"(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:ib?|b)?|b)?", re.IGNORECASE)
@@ -567,7 +570,10 @@ async def run_container(
     """
     container = await create_container(clients.api, spec)
     try:
-        return await _follow(clients, container, output, kill_grace)
+        end = await _follow(clients, container, output, kill_grace)
+        if end.exit_code == SIGKILL_EXIT and spec.memory is not None and not end.oom_killed:
+            return ContainerEnd(end.exit_code, await _reported_oom_kill(clients.api, container))
+        return end
     finally:
         await finish_despite_cancel(remove_container(clients.api, container))
 
@@ -603,8 +609,23 @@ async def _follow(
         reader.cancel()
         if exited is not None:
             exited.cancel()
+    return ContainerEnd(int(exit_code), await _oom_killed(api, container))
+
+
+async def _oom_killed(api: Any, container: str) -> bool:
     state = (await asyncio.to_thread(api.inspect_container, container))["State"]
-    return ContainerEnd(int(exit_code), bool(state.get("OOMKilled")))
+    return bool(state.get("OOMKilled"))
+
+
+async def _reported_oom_kill(api: Any, container: str) -> bool:
+    """The engine learns of an OOM kill from its own event, which may arrive after the exit
+    event (containerd#12260), so a SIGKILL under a memory limit waits a moment for it."""
+    deadline = time.monotonic() + OOM_REPORT_WAIT
+    while time.monotonic() < deadline:
+        await asyncio.sleep(OOM_REPORT_POLL)
+        if await _oom_killed(api, container):
+            return True
+    return False
 
 
 async def _drain(reader: asyncio.Future[Any], pump: _OutputPump) -> None:

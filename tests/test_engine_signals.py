@@ -99,9 +99,9 @@ workflows:
         config:
           run: |
             echo $$ > long.pgid
-            touch long.running
             sleep 1000 &
             echo $! > grandchild.pid
+            touch long.running
             wait
         ensure: {name: long-ensure, type: shell, config: {run: 'touch long-ensured'}}
       - {name: next, type: shell, config: {run: 'touch next-ran'}}
