@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from executors.base import ENTRY_POINT_GROUP, StepResult, StepStatus
+from executors.base import BUILT_IN, ENTRY_POINT_GROUP, StepResult, StepStatus
 from executors.shell import ShellConfig, ShellExecutor, default_shell
 from tests._requests import LogCapture, cancel_after, make_request, process_alive, run
 
@@ -324,3 +324,8 @@ def test_background_child_holding_stdout_does_not_hang_the_step(tmp_path: Path) 
     assert result.status == StepStatus.SUCCEEDED
     assert time.monotonic() - started < 5
     assert not process_alive(int(log.lines()[0]))
+
+
+def test_built_in_table_matches_the_declared_entry_points() -> None:
+    declared = {entry.name: entry.value for entry in entry_points(group=ENTRY_POINT_GROUP)}
+    assert {name: declared.get(name) for name in BUILT_IN} == BUILT_IN
