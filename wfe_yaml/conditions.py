@@ -248,7 +248,7 @@ Condition = Annotated[
 ]
 """A `when:` value; use it as a field type (`when: Condition | None = None`)."""
 
-Combinator.model_rebuild()
+# Combinator refers to Condition, defined after it: pydantic resolves that at first use.
 
 
 @functools.cache
