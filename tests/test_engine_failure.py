@@ -301,7 +301,9 @@ workflows:
             compensate: {name: undo-slow, type: shell, config: {run: 'echo undo-slow >> order'}}
           - name: fast
             type: shell
-            config: {run: 'echo fast >> order; touch fast.done'}
+            config: {run: 'echo fast >> order'}
+            # A hook runs once its step has finished: slow cannot finish first.
+            on_success: {name: fast-done, type: shell, config: {run: 'touch fast.done'}}
             compensate: {name: undo-fast, type: shell, config: {run: 'echo undo-fast >> order'}}
       - {name: plain, type: shell, config: {run: 'echo plain >> order'}}
       - name: charge
