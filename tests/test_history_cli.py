@@ -233,7 +233,7 @@ def test_logs_follow_prints_lines_as_a_running_step_writes_them(tmp_path: Path) 
                   type: shell
                   config:
                     shell: sh
-                    run: 'echo one; while [ ! -e go ]; do sleep 0.05; done; echo two'
+                    run: 'echo one; touch talking; while [ ! -e go ]; do sleep 0.05; done; echo two'
             """
         )
     )
@@ -241,8 +241,9 @@ def test_logs_follow_prints_lines_as_a_running_step_writes_them(tmp_path: Path) 
         [*WFE, "run", "--plain"], cwd=tmp_path, env=wfe_environment(), stdout=subprocess.DEVNULL
     )
     try:
-        store = tmp_path / ".wfe" / "wfe.db"
-        wait_for(store.exists, "the run to be recorded")
+        # Not the store file: it exists before the run is recorded in it. A step runs only
+        # once its run is recorded.
+        wait_for((tmp_path / "talking").exists, "the step to run")
         run_id = json.loads(wfe_process(tmp_path, "runs", "--json").stdout)[0]["id"]
         follower = subprocess.Popen(
             [*WFE, "logs", run_id, "talk", "-f"],

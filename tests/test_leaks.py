@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import wfe_yaml
+from tests.conftest import WAIT_LIMIT, wait_for
 
 
 def open_fds() -> int:
@@ -65,14 +66,13 @@ def test_a_killed_runner_leaves_no_step_process(tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "step.pid").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # `echo $$ > step.pid` creates the file before it writes the pid: wait for the pid.
+        wait_for(lambda: _text(tmp_path / "step.pid") != "", "the step to start")
         pids = [int((tmp_path / name).read_text()) for name in ("step.pid", "background.pid")]
     finally:
         runner.kill()
         runner.wait()
-    assert not _still_running_after(pids, seconds=10)
+    assert not _still_running_after(pids, seconds=WAIT_LIMIT)
 
 
 _UNREGISTERED_STEP = """
@@ -103,7 +103,7 @@ def test_a_step_the_runner_died_before_registering_is_still_ended() -> None:
         runner.kill()
         runner.wait()
     assert len(pids) == 2
-    assert not _still_running_after(pids, seconds=10)
+    assert not _still_running_after(pids, seconds=WAIT_LIMIT)
 
 
 def test_a_clean_exit_does_not_sweep_by_token() -> None:
@@ -128,6 +128,13 @@ def _still_running_after(pids: list[int], seconds: float) -> list[int]:
     while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     return [pid for pid in pids if _running(pid)]
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
 
 
 def _running(pid: int) -> bool:

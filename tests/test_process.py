@@ -138,10 +138,19 @@ def test_many_lines_arrive_in_few_batches_and_all_in_order() -> None:
     assert len(log.batches) < 200
 
 
-def test_stdout_lines_sees_only_marked_batches_by_default() -> None:
+def test_stdout_lines_sees_only_marked_batches_by_default(tmp_path: Path) -> None:
     seen: list[list[str]] = []
-    script = "seq 1 50000; sleep 0.05; echo '##wfe[output a=1]'"
-    run(sh(script, stdout_lines=seen.append))
+    read = tmp_path / "read"
+
+    def log(stream: str, lines: list[str]) -> None:
+        if "50000" in lines:
+            read.touch()
+
+    # The marker follows once the numbers were read (not after a pause, which a loaded
+    # machine can outlast): it cannot arrive in the same batch as any of them.
+    wait = f"for i in $(seq 3000); do [ -e {read} ] && break; sleep 0.01; done"
+    script = f"seq 1 50000; {wait}; echo '##wfe[output a=1]'"
+    run(sh(script, log, stdout_lines=seen.append))  # type: ignore[arg-type]
     assert [line for batch in seen for line in batch] == ["##wfe[output a=1]"]
 
 
