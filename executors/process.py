@@ -162,23 +162,29 @@ def _char_boundary(data: bytearray, limit: int) -> int:
 
 class _ProcessWatch:
     """What the supervisor waits for: the process's exit, the end of its output pipes, and a
-    failure of a line consumer (kept here, since a reader callback cannot raise usefully)."""
+    failure of a line consumer (kept here, since a reader callback cannot raise usefully).
+
+    Each change wakes the waiting supervisor directly: `asyncio.wait` would cost two more
+    turns of the event loop per wait, which a run of short steps pays at every step.
+    """
 
     def __init__(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self.pipes_closed: asyncio.Future[None] = loop.create_future()
-        self.sink_failed: asyncio.Future[None] = loop.create_future()
+        self._loop = asyncio.get_running_loop()
+        self._waiter: asyncio.Future[None] | None = None
+        self.exited = False
+        self.pipes_closed = False
         self.sink_error: Exception | None = None
         self.open_pipes = 0
 
     def process_exited(self) -> None:
-        _resolve(self.exited)
+        self.exited = True
+        self._changed()
 
     def pipe_ended(self) -> None:
         self.open_pipes -= 1
         if self.open_pipes <= 0:
-            _resolve(self.pipes_closed)
+            self.pipes_closed = True
+            self._changed()
 
     def deliver(self, action: Callable[..., None], *args: object) -> None:
         if self.sink_error is not None:
@@ -187,12 +193,35 @@ class _ProcessWatch:
             action(*args)
         except Exception as error:
             self.sink_error = error
-            _resolve(self.sink_failed)
+            self._changed()
+
+    def ended_or_failed(self) -> bool:
+        return self.exited or self.sink_error is not None
+
+    async def until(self, condition: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Wait until `condition()` holds (True) or `timeout` seconds pass (False)."""
+        deadline = None if timeout is None else self._loop.time() + timeout
+        while not condition():
+            if deadline is not None and self._loop.time() >= deadline:
+                return False
+            waiter = self._waiter = self._loop.create_future()
+            timer = None if deadline is None else self._loop.call_at(deadline, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+        return True
+
+    def _changed(self) -> None:
+        if self._waiter is not None:
+            _wake(self._waiter)
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _PipeReader:
@@ -348,7 +377,7 @@ def _spawn(
 
 
 class _Child:
-    """A started process whose exit resolves `watch.exited`: through a pidfd on the event
+    """A started process whose exit it reports to `watch`: through a pidfd on the event
     loop where the kernel has them (no thread per process), else through a waiting thread."""
 
     def __init__(
@@ -438,21 +467,26 @@ def _stdout_handler(
 
 
 async def _supervise(pgid: int, watch: _ProcessWatch, kill_grace: float, drain: float) -> None:
+    def exited() -> bool:
+        return watch.exited
+
+    def pipes_closed() -> bool:
+        return watch.pipes_closed
+
     try:
-        ended = [watch.exited, watch.sink_failed]
-        await asyncio.wait(ended, return_when=asyncio.FIRST_COMPLETED)
+        await watch.until(watch.ended_or_failed)
         if watch.sink_error is None:
-            await asyncio.wait([watch.pipes_closed], timeout=drain)
-        if watch.sink_error is not None or not watch.pipes_closed.done():
+            await watch.until(pipes_closed, drain)
+        if watch.sink_error is not None or not watch.pipes_closed:
             await _terminate_group(pgid, kill_grace)
-            await asyncio.wait([watch.exited], timeout=_KILL_WAIT_SECONDS)
+            await watch.until(exited, _KILL_WAIT_SECONDS)
             # Something outside the group (it called setsid) may hold the pipes forever.
-            await asyncio.wait([watch.pipes_closed], timeout=drain)
+            await watch.until(pipes_closed, drain)
     except asyncio.CancelledError:
         try:
             await _terminate_group(pgid, kill_grace)
         finally:
-            await asyncio.wait([watch.exited], timeout=_KILL_WAIT_SECONDS)
+            await watch.until(exited, _KILL_WAIT_SECONDS)
         raise
 
 
