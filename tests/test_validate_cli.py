@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import subprocess
 import sys
@@ -307,3 +308,17 @@ def test_every_reference_example_is_a_valid_file(tmp_path: Path, files: dict[str
 
 def test_the_reference_has_examples() -> None:
     assert len(EXAMPLES) > 30
+
+
+@pytest.mark.parametrize("enabled_before", [True, False])
+def test_loading_leaves_the_garbage_collector_as_it_was(
+    cli: CliRunner, enabled_before: bool
+) -> None:
+    # Loading pauses the collector; a long-lived `wfe` must not be left without one.
+    (gc.enable if enabled_before else gc.disable)()
+    try:
+        assert invoke(cli, "validate", "valid/full.yaml").exit_code == 0
+        assert invoke(cli, "validate", "errors/three_mistakes.yaml").exit_code == 2
+        assert gc.isenabled() is enabled_before
+    finally:
+        gc.enable()

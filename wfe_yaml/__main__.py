@@ -1,3 +1,3 @@
-from wfe_yaml.cli.main import main
+from wfe_yaml.cli.main import entry
 
-main()
+entry()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -15,6 +17,27 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_CONFIG = 2
+
+freeze_after_loading = False
+"""Set by the `wfe` command itself (not when the CLI is called in-process, as tests do)."""
+
+
+@contextlib.contextmanager
+def long_lived_objects() -> Iterator[None]:
+    """Loading a file creates objects that live until `wfe` exits: imported modules, pydantic
+    validators, the plan. The cyclic garbage collector would walk them again and again (it
+    took 35 ms of a 0.3 s `wfe validate` of 1,000 steps, and 45 ms of a 500-step run). It
+    is paused while they are made, and in the `wfe` process they are then frozen out of its
+    way; garbage made afterwards is collected as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if freeze_after_loading:
+            gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def file_argument(function: F) -> F:
@@ -52,6 +75,11 @@ def load_plan(
     file: str | None, assignments: Iterable[str] = (), config_file: str | None = None
 ) -> Plan:
     """Load the plan or print every config error and exit 2."""
+    with long_lived_objects():
+        return _load_plan(file, assignments, config_file)
+
+
+def _load_plan(file: str | None, assignments: Iterable[str], config_file: str | None) -> Plan:
     from wfe_yaml.errors import ConfigError
     from wfe_yaml.interpolate import parse_assignment
     from wfe_yaml.loader import load

@@ -54,3 +54,11 @@ def main() -> None:
     wfe validate ci.yaml     check a file, report every mistake with file:line
     wfe plan                 show what would run
     """
+
+
+def entry() -> None:
+    """The `wfe` executable."""
+    from wfe_yaml.cli import common
+
+    common.freeze_after_loading = True
+    main()

@@ -12,6 +12,7 @@ from wfe_yaml.cli.common import (
     EXIT_CONFIG,
     broker_options,
     fail,
+    long_lived_objects,
     read_secrets,
     secret_options,
     show_warnings,
@@ -119,7 +120,8 @@ def _recorded_plan(store: Store, run: StoredRun, force: bool) -> Plan:
     if not path.is_file():
         fail(ConfigError(f"the workflows file of run {run.id} is gone: {path}"))
     try:
-        plan = load(path, config=unmasked(run.config))
+        with long_lived_objects():
+            plan = load(path, config=unmasked(run.config))
     except ConfigError as error:
         fail(error)
     show_warnings(plan.warnings)
