@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -53,7 +53,7 @@ class ExecutorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-LogSink = Callable[[str, list[str]], None]
+LogSink = Callable[[str, Sequence[str]], None]
 """Receives (stream, lines): stream is "stdout" or "stderr"; lines carry no newline."""
 
 

@@ -21,7 +21,7 @@ import re
 import shlex
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
@@ -473,12 +473,12 @@ class OutputLines:
         else:
             self._splitters[stream].feed(chunk)
 
-    def _stdout(self, lines: list[str], marked: bool) -> None:
+    def _stdout(self, lines: Sequence[str], marked: bool) -> None:
         if marked:
             self._parser.feed(lines)
         self._emit("stdout", lines)
 
-    def _emit(self, stream: str, lines: list[str]) -> None:
+    def _emit(self, stream: str, lines: Sequence[str]) -> None:
         self._log(stream, redact(lines, self._parser.masks))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 MARKER = "##wfe["
@@ -55,7 +56,7 @@ class OutputParser:
         self.outputs: dict[str, Any] = {}
         self.masks: list[str] = []
 
-    def feed(self, lines: list[str]) -> None:
+    def feed(self, lines: Sequence[str]) -> None:
         # Joining and searching run in C; the per-line loop only runs when a marker is present.
         text = "\n".join(lines)
         first_hash = text.find("#")
@@ -82,7 +83,7 @@ class OutputParser:
             self.masks.append(value)
 
 
-def redact(lines: list[str], masks: list[str]) -> list[str]:
+def redact(lines: Sequence[str], masks: list[str]) -> Sequence[str]:
     """The lines with every mask replaced by `***`; the same list when nothing is masked."""
     if not masks:
         return lines

@@ -15,11 +15,12 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from executors.base import LogSink
+from executors.loglines import LogLines
 from executors.outputs import holds_marker
 from executors.watchdog import TOKEN_VARIABLE, watchdog
 
@@ -40,7 +41,7 @@ _POLL_FIRST_SECONDS = 0.005
 _POLL_MAX_SECONDS = 0.05
 _PROC = Path("/proc")
 
-BatchHandler = Callable[[list[str], bool], None]
+BatchHandler = Callable[[Sequence[str], bool], None]
 """Receives (lines, may_hold_marker): a batch of complete lines, and whether a `##wfe[`
 command may be among them (False guarantees there is none)."""
 
@@ -100,22 +101,28 @@ class LineSplitter:
             self._tail += view[start:end]
             self._emit_overlong_tail()
             return
+        if not self._tail:
+            # The range starts a line: all its complete lines are one batch, decoded in place.
+            self._tail = bytearray(view[last_newline + 1 : end])
+            block = view[start : last_newline + 1]
+            self._on_lines(
+                LogLines(_block_text(block)), holds_marker(data, start, last_newline + 1)
+            )
+            return
         first_newline = data.find(b"\n", start, end)
+        # The line completed by this range's first newline goes first, on its own: joining
+        # it to the bulk would copy the whole range once more.
         head = self._tail + view[start : first_newline + 1]
         self._tail = bytearray(view[last_newline + 1 : end])
-        lines = self._head_lines(head)
-        marked = holds_marker(head)
+        if len(head) <= self._max_line:
+            self._on_lines(LogLines(_block_text(head)), holds_marker(head))
+        else:
+            pieces = [_strip_cr(_decode(piece)) for piece in self._pieces(head[:-1])]
+            self._on_lines(pieces, holds_marker(head))
         if last_newline > first_newline:
             # The bulk of the range is decoded in place, without copying it first.
-            lines += _split_lines(view[first_newline + 1 : last_newline + 1])
-            marked = marked or holds_marker(data, first_newline + 1, last_newline + 1)
-        self._on_lines(lines, marked)
-
-    def _head_lines(self, head: bytearray) -> list[str]:
-        """The line completed by this range's first newline (head ends with it)."""
-        if len(head) <= self._max_line:
-            return _split_lines(head)
-        return [_strip_cr(_decode(piece)) for piece in self._pieces(head[:-1])]
+            bulk = _block_text(view[first_newline + 1 : last_newline + 1])
+            self._on_lines(LogLines(bulk), holds_marker(data, first_newline + 1, last_newline + 1))
 
     def _emit_overlong_tail(self) -> None:
         while len(self._tail) > self._max_line:
@@ -138,14 +145,10 @@ def _decode(data: bytes | bytearray | memoryview) -> str:
     return str(data, "utf-8", "replace")
 
 
-def _split_lines(block: bytes | bytearray | memoryview) -> list[str]:
-    """The lines of a block that ends with a newline."""
+def _block_text(block: bytes | bytearray | memoryview) -> str:
+    """The text of a block that ends with a newline, with `\r\n` line ends made `\n`."""
     text = _decode(block)
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
-    lines = text.split("\n")
-    lines.pop()
-    return lines
+    return text.replace("\r\n", "\n") if "\r" in text else text
 
 
 def _strip_cr(line: str) -> str:
@@ -280,7 +283,7 @@ async def run_process(
     env: dict[str, str],
     cwd: Path,
     log: LogSink,
-    stdout_lines: Callable[[list[str]], None] | None = None,
+    stdout_lines: Callable[[Sequence[str]], None] | None = None,
     stdout_markers_only: bool = True,
     kill_grace: float = 10.0,
     stdin_data: bytes | None = None,
@@ -452,13 +455,13 @@ class _StdinWriter:
 
 
 def _stdout_handler(
-    log: LogSink, stdout_lines: Callable[[list[str]], None] | None, markers_only: bool
+    log: LogSink, stdout_lines: Callable[[Sequence[str]], None] | None, markers_only: bool
 ) -> BatchHandler:
     if stdout_lines is None:
         return lambda lines, _marked: log("stdout", lines)
     consume = stdout_lines
 
-    def handle(lines: list[str], marked: bool) -> None:
+    def handle(lines: Sequence[str], marked: bool) -> None:
         if marked or not markers_only:
             consume(lines)
         log("stdout", lines)

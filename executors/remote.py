@@ -26,7 +26,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -665,9 +665,9 @@ class WorkerStep:
             self.cancel(step, False)
             raise
 
-    def log(self, stream: str, lines: list[str]) -> None:
-        """The step's log sink: lines wait here until the forwarder sends them."""
-        self.pending.append((stream, lines))
+    def log(self, stream: str, lines: Sequence[str]) -> None:
+        """The step's log sink: lines wait here until the forwarder sends them (as JSON)."""
+        self.pending.append((stream, list(lines)))
         self.logged.set()
 
     async def forward_logs(self, step: asyncio.Task[StepResult]) -> None:

@@ -22,7 +22,7 @@ import re
 import shlex
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -274,7 +274,7 @@ class _Services:
             address=settings["Networks"].get(network, {}).get("IPAddress", ""),
         )
 
-    def _pull_notice(self, _stream: str, lines: list[str]) -> None:
+    def _pull_notice(self, _stream: str, lines: Sequence[str]) -> None:
         for line in lines:
             self._notice(line)
 

@@ -11,6 +11,7 @@ import functools
 import os
 import shlex
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import field_validator, model_validator
@@ -188,7 +189,7 @@ def _masking_log(log: LogSink, parser: OutputParser) -> LogSink:
     """Forwards log lines with the masks announced so far hidden, the mask line included
     (run_process hands each stdout batch to the parser before logging it)."""
 
-    def forward(stream: str, lines: list[str]) -> None:
+    def forward(stream: str, lines: Sequence[str]) -> None:
         log(stream, redact(lines, parser.masks))
 
     return forward

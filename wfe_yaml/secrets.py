@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import re
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ class Masker:
             return text
         return self._pattern.sub(MASK, text)
 
-    def lines(self, lines: list[str]) -> list[str]:
+    def lines(self, lines: Sequence[str]) -> Sequence[str]:
         if self._pattern is None:
             return lines
         sub = self._pattern.sub

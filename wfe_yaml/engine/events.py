@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +59,7 @@ class StepStarted:
 class StepLog:
     path: str
     stream: str
-    lines: list[str]
+    lines: Sequence[str]
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -464,7 +464,7 @@ class WorkflowRun:
     def log_sink(self, path: str) -> Any:
         emit = self.ctx.bus.emit
 
-        def log(stream: str, lines: list[str]) -> None:
+        def log(stream: str, lines: Sequence[str]) -> None:
             emit(StepLog(path, stream, lines))
 
         return log

@@ -8,6 +8,7 @@ import threading
 import time
 from typing import Any, TextIO
 
+from executors.loglines import as_text
 from wfe_yaml.engine.events import (
     Event,
     Notice,
@@ -176,12 +177,12 @@ class PlainReporter:
             return
         # The hot path of a 200 MB log: one join and one write per batch, no per-line calls.
         head = f"{self._prefix(event.path)} "
+        end = "\n"
         if self._paint.enabled and event.stream == "stderr":
             head += "\x1b[33m"
-            text = head + f"{RESET}\n{head}".join(event.lines) + f"{RESET}\n"
-        else:
-            text = head + f"\n{head}".join(event.lines) + "\n"
-        self._write(text, flush=False)
+            end = f"{RESET}\n"
+        block = as_text(event.lines)
+        self._write(head + block[:-1].replace("\n", end + head) + end, flush=False)
 
     def _write(self, text: str, flush: bool) -> None:
         """Writes the text; flushes when asked, and log batches at most every 0.2 s."""

@@ -6,6 +6,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 
+from executors.loglines import last_lines
 from wfe_yaml.durations import format_duration
 from wfe_yaml.engine.events import Event, StepFinished, StepLog, StepStarted
 from wfe_yaml.engine.result import RunResult, StepRecord
@@ -51,7 +52,7 @@ class TailCollector:
         tail = self.tails.get(event.path)
         if tail is None:
             tail = self.tails[event.path] = deque(maxlen=self._max_lines)
-        tail.extend(event.lines)
+        tail.extend(last_lines(event.lines, self._max_lines))
 
 
 def render_summary(

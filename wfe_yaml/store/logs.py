@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from executors.loglines import as_text
 from wfe_yaml.store.store import PRIVATE_DIR, PRIVATE_FILE
 
 BUFFER_BYTES = 64 * 1024
@@ -59,11 +61,11 @@ class LogFiles:
         if target.exists() and target.stat().st_size > 0:
             self._log(path).file.write(f"--- {header} ---\n")
 
-    def write(self, path: str, lines: list[str]) -> None:
+    def write(self, path: str, lines: Sequence[str]) -> None:
         if not lines:
             return
         log = self._log(path)
-        log.file.write("\n".join(lines) + "\n")
+        log.file.write(as_text(lines))
         log.dirty = True
         if not self._flush_due:
             self._schedule_flush()
