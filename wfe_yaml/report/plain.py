@@ -175,7 +175,7 @@ class PlainReporter:
     def _write_logs(self, event: StepLog) -> None:
         if self._verbosity < NORMAL or not event.lines:
             return
-        # The hot path of a 200 MB log: one join and one write per batch, no per-line calls.
+        # The hot path of a 200 MB log: one replace and one write per batch, no per-line calls.
         head = f"{self._prefix(event.path)} "
         end = "\n"
         if self._paint.enabled and event.stream == "stderr":
