@@ -478,20 +478,29 @@ async def _connect(host: str, port: int) -> Connection | None:
         return None
 
 
-async def _tcp_accepts(service: RunningService, port: int) -> bool:
+async def _reach(service: RunningService, port: int) -> tuple[Connection, bool] | None:
+    """A connection to the first endpoint of the port reachable from here, and whether it
+    goes through Docker's proxy; None when none is, or when the first reachable one refuses
+    (nothing listens yet)."""
     for host, number, proxied in _endpoints(service, port):
         try:
             connection = await _connect(host, number)
         except ConnectionRefusedError:
-            return False
-        if connection is None:
-            continue
-        reader, writer = connection
-        try:
-            return not proxied or await _stays_open(reader)
-        finally:
-            writer.close()
-    return False
+            return None
+        if connection is not None:
+            return connection, proxied
+    return None
+
+
+async def _tcp_accepts(service: RunningService, port: int) -> bool:
+    reached = await _reach(service, port)
+    if reached is None:
+        return False
+    (reader, writer), proxied = reached
+    try:
+        return not proxied or await _stays_open(reader)
+    finally:
+        writer.close()
 
 
 async def _stays_open(reader: asyncio.StreamReader) -> bool:
@@ -503,19 +512,14 @@ async def _stays_open(reader: asyncio.StreamReader) -> bool:
 
 
 async def _http_answers(service: RunningService, port: int, path: str) -> bool:
-    for host, number, _proxied in _endpoints(service, port):
-        try:
-            connection = await _connect(host, number)
-        except ConnectionRefusedError:
-            return False
-        if connection is None:
-            continue
-        reader, writer = connection
-        try:
-            writer.write(f"GET {path} HTTP/1.0\r\nHost: {service.name}\r\n\r\n".encode())
-            await writer.drain()
-            status = (await reader.readline()).split()
-        finally:
-            writer.close()
-        return len(status) >= 2 and status[1].isdigit() and 200 <= int(status[1]) < 400
-    return False
+    reached = await _reach(service, port)
+    if reached is None:
+        return False
+    (reader, writer), _proxied = reached
+    try:
+        writer.write(f"GET {path} HTTP/1.0\r\nHost: {service.name}\r\n\r\n".encode())
+        await writer.drain()
+        status = (await reader.readline()).split()
+    finally:
+        writer.close()
+    return len(status) >= 2 and status[1].isdigit() and 200 <= int(status[1]) < 400
