@@ -217,6 +217,39 @@ def test_dash_c_supplies_variables_the_file_lacks(cli: CliRunner) -> None:
     )
 
 
+def test_a_dash_c_that_nothing_uses_is_named_with_the_likely_name(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    (tmp_path / "workflows.yaml").write_text(
+        "config: {coverage_threshold: 85, build: {tag: dev}}\n"
+        "workflow:\n  id: ci\n  steps:\n"
+        "    - {name: a, type: shell, config: {run: 'echo ((coverage_threshold)) ((build.tag))'}}\n"
+    )
+    file = str(tmp_path / "workflows.yaml")
+    result = invoke(cli, "validate", file, "-c", "coverge_threshold=90", "-c", "nothing=1")
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "warning: -c coverge_threshold=… sets a variable that nothing in the files uses\n"
+        "  hint: did you mean 'coverage_threshold'?\n"
+        "warning: -c nothing=… sets a variable that nothing in the files uses\n"
+        "  hint: variables the files use: build, build.tag, coverage_threshold\n"
+    )
+    used = ("coverage_threshold=90", "build.tag=v1", "build.tag.x=1")
+    for assignment in used:
+        assert invoke(cli, "validate", file, "-c", assignment).stderr == "", assignment
+
+
+def test_a_dash_c_is_not_questioned_where_expressions_read_config(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    (tmp_path / "workflows.yaml").write_text(
+        "workflow:\n  id: ci\n  steps:\n"
+        "    - {name: a, type: shell, config: {run: 'echo ${{ config.region }}'}}\n"
+    )
+    result = invoke(cli, "validate", str(tmp_path / "workflows.yaml"), "-c", "region=eu")
+    assert (result.exit_code, result.stderr) == (0, "")
+
+
 def test_config_file_and_wfe_config_supply_variables(cli: CliRunner) -> None:
     result = invoke(
         cli,

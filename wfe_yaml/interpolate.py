@@ -6,7 +6,7 @@ import bisect
 import copy
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ _NO_VARIABLES = "no variables are defined: add them under config: or pass -c nam
 # Top-level keys whose values are never interpolated: `config:` is a source of variables, not a
 # consumer, and `_`-keys are ignored by the format (their anchors were already copied out).
 _SOURCE_ONLY_KEY = "config"
+_CONFIG_IN_EXPRESSION = re.compile(r"\$\{\{(?:(?!\}\}).)*\bconfig\b", re.DOTALL)
 _ENV_EXAMPLE = """for example: WFE_CONFIG='{"coverage_threshold": 90}'"""
 
 
@@ -40,9 +41,12 @@ def collect_variables(sources: list[Mapping[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def interpolate(source: SourceFile, variables: Mapping[str, Any]) -> Any:
-    """The file's data with every `((name))` in its string values resolved."""
-    resolver = _Resolver(source, variables)
+def interpolate(
+    source: SourceFile, variables: Mapping[str, Any], used: set[str] | None = None
+) -> Any:
+    """The file's data with every `((name))` in its string values resolved; the names it
+    resolved are added to `used`."""
+    resolver = _Resolver(source, variables, set() if used is None else used)
     data = source.data
     if isinstance(data, dict):
         result = {
@@ -53,6 +57,46 @@ def interpolate(source: SourceFile, variables: Mapping[str, Any]) -> Any:
         result = resolver.resolve(data, ())
     raise_all(resolver.errors)
     return result
+
+
+def unused_assignments(
+    keys: Iterable[str], known: Iterable[str], *, expressions_read_config: bool
+) -> list[ConfigError]:
+    """A warning for each `-c` key that sets nothing the files use: no `((name))` resolved it
+    and no `config:` declares it, so a mistyped name would otherwise pass silently. Files whose
+    `${{ }}` expressions read `config` may use any key, so they get no warnings."""
+    if expressions_read_config:
+        return []
+    known = sorted(set(known))
+    warnings = []
+    for key in keys:
+        if not any(_related(key, name) for name in known):
+            message = f"-c {key}=… sets a variable that nothing in the files uses"
+            warnings.append(ConfigError(message, hint=_known_hint(key, known)))
+    return warnings
+
+
+def _known_hint(key: str, known: list[str]) -> str:
+    if not known:
+        return "the files use no ((variables))"
+    shown = ", ".join(known[:_HINT_NAMES])
+    more = f" and {len(known) - _HINT_NAMES} more" if len(known) > _HINT_NAMES else ""
+    return did_you_mean(key, known) or f"variables the files use: {shown}{more}"
+
+
+def reads_config(text: str) -> bool:
+    """Whether a `${{ }}` expression of the text may read the `config` variables."""
+    return _CONFIG_IN_EXPRESSION.search(text) is not None
+
+
+def _related(key: str, name: str) -> bool:
+    """Whether setting `key` changes what `((name))` resolves to."""
+    return key == name or key.startswith(f"{name}.") or name.startswith(f"{key}.")
+
+
+def variable_names(variables: Mapping[str, Any]) -> list[str]:
+    """Every name `((name))` can resolve in these variables, nested ones dotted."""
+    return _variable_names(variables)
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
@@ -187,9 +231,10 @@ def _variable_names(variables: Mapping[str, Any], prefix: str = "", levels: int 
 class _Resolver:
     """Walks the data, replacing references and collecting every unresolved one."""
 
-    def __init__(self, source: SourceFile, variables: Mapping[str, Any]):
+    def __init__(self, source: SourceFile, variables: Mapping[str, Any], used: set[str]):
         self.source = source
         self.variables = variables
+        self.used = used
         self.errors: list[ConfigError] = []
         self._line_starts: list[int] | None = None
 
@@ -207,6 +252,7 @@ class _Resolver:
         if whole and not self.source.positions.is_quoted(path):
             found, value = _lookup(self.variables, whole.group(1))
             if found:
+                self.used.add(whole.group(1))
                 return copy.deepcopy(value)
             self._unresolved(whole.group(1), text, path, 0)
             return text
@@ -226,7 +272,9 @@ class _Resolver:
             pieces.append(text[position : match.start()])
             found, value = _lookup(self.variables, name)
             pieces.append(_render(value) if found else match.group())
-            if not found:
+            if found:
+                self.used.add(name)
+            else:
                 unresolved.append((name, match.group()))
             position = match.end()
         pieces.append(text[position:])

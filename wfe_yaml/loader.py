@@ -17,6 +17,9 @@ from wfe_yaml.interpolate import (
     interpolate,
     load_config_file,
     parse_config_env,
+    reads_config,
+    unused_assignments,
+    variable_names,
 )
 from wfe_yaml.models import Document
 from wfe_yaml.plan import Plan
@@ -58,18 +61,22 @@ def load(
     `WFE_CONFIG` environment variable, `assignments` (`-c key=value`), then `config`.
     """
     environ = os.environ if environ is None else environ
+    assignments = list(assignments)
     files = load_with_includes(Path(path))
     outer = _outer_variables(config, config_file, assignments, environ)
     main_config = _file_config(files[0])
     problems = Problems()
     documents: list[tuple[SourceFile, Document]] = []
+    used: set[str] = set()
     for index, file in enumerate(files):
         layers = [_file_config(file), main_config, *outer] if index else [main_config, *outer]
-        document = _validate(file, collect_variables(layers), is_main=index == 0, problems=problems)
+        variables = collect_variables(layers)
+        document = _validate(file, variables, is_main=index == 0, problems=problems, used=used)
         if document is not None:
             documents.append((file, document))
     if len(documents) < len(files):
         raise_all(problems.errors)
+    problems.warnings.extend(_unused_assignments(files, assignments, used))
     return _compile(files, documents, collect_variables([main_config, *outer]), problems)
 
 
@@ -91,6 +98,17 @@ def _outer_variables(
     return layers
 
 
+def _unused_assignments(
+    files: list[SourceFile], assignments: Iterable[tuple[str, Any]], used: set[str]
+) -> list[ConfigError]:
+    declared = {name for file in files for name in variable_names(_file_config(file))}
+    return unused_assignments(
+        [key for key, _ in assignments],
+        used | declared,
+        expressions_read_config=any(reads_config(file.text) for file in files),
+    )
+
+
 def _nested(dotted: str, value: Any) -> dict[str, Any]:
     head, _, rest = dotted.partition(".")
     return {head: _nested(rest, value) if rest else value}
@@ -103,14 +121,18 @@ def _file_config(file: SourceFile) -> Mapping[str, Any]:
 
 
 def _validate(
-    file: SourceFile, variables: Mapping[str, Any], is_main: bool, problems: Problems
+    file: SourceFile,
+    variables: Mapping[str, Any],
+    is_main: bool,
+    problems: Problems,
+    used: set[str],
 ) -> Document | None:
     if not isinstance(file.data, dict):
         problems.error(_shape_problem(file), Mark(str(file.path), 1, 1))
         return None
     skip = _nothing
     try:
-        data = _strip_private_keys(interpolate(file, variables))
+        data = _strip_private_keys(interpolate(file, variables, used))
     except ConfigError as error:
         # Keep going on the raw text so the other mistakes of the file show up too; values
         # still holding a reference were reported already.
