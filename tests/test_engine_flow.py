@@ -319,6 +319,26 @@ def test_jobs_1_serialises_every_leaf_and_nesting_never_deadlocks(run_wfe: Any) 
         assert f"[{path}] ✓ succeeded" in stdout
 
 
+def test_a_step_s_duration_leaves_out_its_wait_for_a_jobs_slot(run_plan: RunPlan) -> None:
+    result = run_plan(
+        """
+        workflows:
+          - id: ci
+            steps:
+              - name: both
+                parallel:
+                  - {name: slow, type: shell, config: {run: sleep 1.5}}
+                  - {name: quick, type: shell, config: {run: 'true'}}
+        """,
+        jobs=1,
+    )
+    records = {record.name: record for record in result.steps}
+    slow, quick = records["slow"], records["quick"]
+    assert quick.started_at - slow.started_at >= 1.4  # quick waited for slow's slot…
+    assert quick.duration_ms < 1000  # …and that wait is not part of its duration
+    assert slow.duration_ms >= 1400
+
+
 # -- matrix ----------------------------------------------------------------------------------------
 
 

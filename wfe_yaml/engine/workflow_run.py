@@ -65,6 +65,8 @@ class WorkflowRun:
     children: list[WorkflowRun] = field(default_factory=list)
     fail_fast_groups: dict[str, str] = field(default_factory=dict)
     group_limits: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    first_started: dict[str, float] = field(default_factory=dict)
+    """When each running step's first attempt began: after any wait for a --jobs slot."""
 
     async def execute(self) -> WorkflowOutcome:
         self.data = dict(self.inputs)
@@ -233,6 +235,7 @@ class WorkflowRun:
             attempts, result = await self.attempts(step, path, is_hook)
         except _NotStarted as not_started:
             return Outcome(self.record_not_started(step, path, not_started.stop))
+        started = self.first_started.pop(path, started)
         record = self.new_record(step, path, step.type, result.status, started)
         record.attempts, record.exit_code, record.error = attempts, result.exit_code, result.error
         if result.status is S.SUCCEEDED:
@@ -317,6 +320,7 @@ class WorkflowRun:
                 if attempt == 1:
                     raise _NotStarted(stop)
                 return StepResult(S.CANCELLED, error=stop.reason)
+            self.first_started.setdefault(path, time.time())
             self.ctx.bus.emit(
                 StepStarted(path, self.workflow.id, step.name, step.type, attempt, note)
             )
