@@ -167,6 +167,18 @@ def test_logs_by_run_step_name_path_and_matrix_group(history: History) -> None:
     assert f"no step 'nope' in run {history.ci_id}" in unknown.output
 
 
+def test_logs_without_a_run_read_the_newest_run(history: History) -> None:
+    newest = history.wfe("logs")
+    assert (newest.exit_code, newest.output) == (0, "==> docs/build <==\nbuilt\n")
+    step = history.wfe("logs", "build")
+    assert (step.exit_code, step.output) == (0, "built\n")
+
+    unknown = history.wfe("logs", "nope")
+    assert unknown.exit_code == 2
+    assert "no run or step 'nope'" in unknown.output
+    assert f"the newest run ({history.docs_id}) has steps: docs/build" in unknown.output
+
+
 def test_log_files_are_private(history: History) -> None:
     logs = history.root / ".wfe" / "logs" / history.ci_id
     assert (logs / "ci__unit[shard=1].log").read_text() == "shard 1\n"
