@@ -94,11 +94,6 @@ def _related(key: str, name: str) -> bool:
     return key == name or key.startswith(f"{name}.") or name.startswith(f"{key}.")
 
 
-def variable_names(variables: Mapping[str, Any]) -> list[str]:
-    """Every name `((name))` can resolve in these variables, nested ones dotted."""
-    return _variable_names(variables)
-
-
 def load_config_file(path: Path) -> dict[str, Any]:
     """Variables from `--config-file`: a YAML or JSON file holding one mapping."""
     source = parse_file(path)
@@ -218,13 +213,14 @@ def _arithmetic_end(text: str, start: int) -> int:
     return len(text)
 
 
-def _variable_names(variables: Mapping[str, Any], prefix: str = "", levels: int = 4) -> list[str]:
+def variable_names(variables: Mapping[str, Any], prefix: str = "", levels: int = 4) -> list[str]:
+    """The names `((name))` can resolve in these variables, nested ones dotted (4 levels)."""
     names = []
     for key, value in variables.items():
         name = f"{prefix}{key}"
         names.append(name)
         if isinstance(value, Mapping) and levels > 1:
-            names.extend(_variable_names(value, f"{name}.", levels - 1))
+            names.extend(variable_names(value, f"{name}.", levels - 1))
     return names
 
 
@@ -288,7 +284,7 @@ class _Resolver:
         self.errors.append(ConfigError(f"unresolved variable '{name}'", mark, self._hint(name)))
 
     def _hint(self, name: str) -> str:
-        names = _variable_names(self.variables)
+        names = variable_names(self.variables)
         if not names:
             return _NO_VARIABLES
         close = did_you_mean(name, names)
