@@ -59,12 +59,12 @@ PYTHON_FLOOR = "Python floor: posix_spawn loop"
 def _python_spawn_loop(count: int) -> str:
     """The least any runner written in Python can take for the same work: the interpreter's
     start-up and the cheapest spawn Python has, with no pipes, no bookkeeping and no imports
-    beyond `os`."""
+    beyond `os` (the harness finds `sh` for it)."""
+    sh = program("sh")
     return (
-        "import os, shutil\n"
-        "sh = shutil.which('sh')\n"
+        "import os\n"
         f"for _ in range({count}):\n"
-        "    os.waitpid(os.posix_spawn(sh, ['sh', '-c', 'true'], os.environ), 0)\n"
+        f"    os.waitpid(os.posix_spawn({sh!r}, ['sh', '-c', 'true'], os.environ), 0)\n"
     )
 
 

@@ -52,7 +52,7 @@ def test_every_subject_of_the_scenarios_is_timed_or_named_missing(
         "start-up/wfe --version",
         "start-up/wfe validate (1,000 steps)",
     ):
-        assert by_subject[subject]["seconds"] > 0, subject  # type: ignore[operator]
+        assert by_subject[subject]["seconds"] > 0, subject
     for peer in ("task", "just"):
         row = by_subject[f"500 sequential steps/{peer}"]
         assert row["seconds"] > 0 or row["note"] == "not installed"
@@ -77,7 +77,7 @@ def test_ratios_are_against_the_named_baseline(report: dict[str, object]) -> Non
     bash = by_subject["500 sequential steps/bash loop of sh -c true"]["seconds"]
     wfe = by_subject["500 sequential steps/wfe (store on)"]
     assert wfe["baseline"] == "bash loop"
-    assert wfe["ratio"] == pytest.approx(wfe["seconds"] / bash)  # type: ignore[operator]
+    assert wfe["ratio"] == pytest.approx(wfe["seconds"] / bash)
 
 
 def test_the_table_names_every_column() -> None:
