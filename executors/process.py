@@ -12,7 +12,6 @@ import contextlib
 import fcntl
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +21,7 @@ from pathlib import Path
 from executors.base import LogSink
 from executors.loglines import LogLines
 from executors.outputs import holds_marker
+from executors.spawn import StartedProcess, start_process
 from executors.watchdog import TOKEN_VARIABLE, watchdog
 
 MAX_LINE_BYTES = 1024 * 1024
@@ -355,15 +355,14 @@ def _spawn(
     if stdin_data is not None:
         stdin_read, stdin_write = os.pipe()
     try:
-        process = subprocess.Popen(
+        process = start_process(
             argv,
             executable=executable,
-            stdin=subprocess.DEVNULL if stdin_read is None else stdin_read,
-            stdout=stdout,
-            stderr=stderr,
             env=env,
             cwd=cwd,
-            start_new_session=True,
+            stdin=stdin_read,
+            stdout=stdout,
+            stderr=stderr,
         )
     except BaseException:
         for fd in (stdin_read, stdin_write):
@@ -384,7 +383,7 @@ class _Child:
     loop where the kernel has them (no thread per process), else through a waiting thread."""
 
     def __init__(
-        self, process: subprocess.Popen[bytes], watch: _ProcessWatch, stdin: _StdinWriter | None
+        self, process: StartedProcess, watch: _ProcessWatch, stdin: _StdinWriter | None
     ) -> None:
         self._process = process
         self._watch = watch
@@ -407,7 +406,7 @@ class _Child:
         return self._process.returncode
 
     def close(self) -> None:
-        """Stop watching; a process still running is reaped later by `subprocess`."""
+        """Stop watching; a process still running is reaped later, as `Popen` does."""
         if self._stdin is not None:
             self._stdin.close()
         if self._pidfd is not None:

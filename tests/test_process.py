@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,23 +19,36 @@ from executors.process import (
     group_alive,
     run_process,
 )
+from executors.spawn import start_process
 from tests._requests import LogCapture, cancel_after, open_fds, process_alive, run
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 
+SH = shutil.which("sh")
+START: dict[str, Any] = {}
+"""Where the processes of a test start: set for each of the two ways a process is started."""
 
-async def sh(
-    script: str,
-    log: LogCapture | None = None,
-    **kw: object,
-) -> ProcessOutcome:
+
+@pytest.fixture(autouse=True, params=["spawned here", "popen elsewhere"])
+def start_path(request: pytest.FixtureRequest) -> None:
+    # A step in wfe's own directory is started by posix_spawn, elsewhere by Popen: every
+    # process test runs both ways, as both must behave alike.
+    START["cwd"] = Path.cwd() if request.param == "spawned here" else Path("/")
+
+
+async def start(argv: list[str], log: LogCapture | None = None, **kw: Any) -> ProcessOutcome:
+    kw.setdefault("env", dict(os.environ))
     return await run_process(
-        ["sh", "-c", script],
-        env=dict(os.environ),
-        cwd=Path.cwd(),
+        argv,
+        executable=shutil.which(argv[0]),
+        cwd=START["cwd"],
         log=log if log is not None else LogCapture(),
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
+
+
+async def sh(script: str, log: LogCapture | None = None, **kw: Any) -> ProcessOutcome:
+    return await start(["sh", "-c", script], log, **kw)
 
 
 # -- line splitting ---------------------------------------------------------------------
@@ -125,7 +141,7 @@ def test_huge_single_line_is_delivered_in_capped_pieces() -> None:
     log = LogCapture()
     size = 3 * MAX_LINE_BYTES + 123
     script = f"import sys; sys.stdout.write('y' * {size})"
-    run(run_process([sys.executable, "-c", script], env=dict(os.environ), cwd=Path.cwd(), log=log))
+    run(start([sys.executable, "-c", script], log))
     pieces = log.lines()
     assert sum(map(len, pieces)) == size
     assert max(map(len, pieces)) <= MAX_LINE_BYTES
@@ -199,15 +215,89 @@ def test_death_by_signal_is_reported() -> None:
 
 def test_missing_program_raises_oserror() -> None:
     with pytest.raises(FileNotFoundError):
-        run(run_process(["no-such-program-wfe"], env={}, cwd=Path.cwd(), log=LogCapture()))
+        run(run_process(["no-such-program-wfe"], env={}, cwd=START["cwd"], log=LogCapture()))
+    with pytest.raises(FileNotFoundError):
+        run(
+            run_process(
+                ["gone"], executable="/no/such/program", env={}, cwd=START["cwd"], log=LogCapture()
+            )
+        )
 
 
-def test_process_runs_in_its_own_group() -> None:
+def test_missing_working_directory_raises_oserror(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        run(run_process(["sh", "-c", "true"], env={}, cwd=tmp_path / "gone", log=LogCapture()))
+
+
+def test_process_runs_in_its_own_session() -> None:
     log = LogCapture()
-    script = "import os; print(os.getpgid(0)); print(os.getpid())"
-    run(run_process([sys.executable, "-c", script], env={}, cwd=Path.cwd(), log=log))
-    pgid, pid = (int(value) for value in log.lines())
-    assert pgid == pid != os.getpgid(0)
+    script = "import os; print(os.getsid(0)); print(os.getpgid(0)); print(os.getpid())"
+    run(start([sys.executable, "-c", script], log, env={}))
+    sid, pgid, pid = (int(value) for value in log.lines())
+    assert sid == pgid == pid != os.getpgid(0)
+
+
+def test_process_runs_in_the_given_directory() -> None:
+    log = LogCapture()
+    run(sh("pwd -P", log))
+    assert log.lines() == [str(START["cwd"].resolve())]
+
+
+def test_sigpipe_is_back_to_its_default() -> None:
+    # Python ignores SIGPIPE; a step's `yes | head` must end quietly, as in a terminal.
+    log = LogCapture()
+    outcome = run(sh("yes | head -n 1", log))
+    assert outcome.succeeded
+    assert (log.lines(), log.lines("stderr")) == (["y"], [])
+
+
+def test_descriptors_wfe_inherited_do_not_reach_the_process(tmp_path: Path) -> None:
+    # Like a runner started by make with its jobserver pipe: the step must not hold it.
+    runner_dir = START["cwd"] if START["cwd"] == Path.cwd() else tmp_path
+    program = (
+        "import asyncio, os, sys; from pathlib import Path\n"
+        "from executors.process import run_process\n"
+        "os.chdir(sys.argv[1])\n"  # the step's directory is the runner's, or not
+        "log = lambda stream, lines: print(*lines, sep='\\n')\n"
+        "asyncio.run(run_process(['sh', '-c', 'ls /proc/self/fd'], executable=sys.argv[2],"
+        " env={}, cwd=Path(sys.argv[3]), log=log))\n"
+    )
+    read_end, write_end = os.pipe()
+    try:
+        listing = subprocess.run(
+            [sys.executable, "-c", program, str(runner_dir), str(SH), str(START["cwd"])],
+            pass_fds=(write_end,),
+            cwd=Path(__file__).parent.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert str(write_end) not in listing
+    assert {"0", "1", "2"} <= set(listing)
+
+
+def test_a_step_in_the_runners_directory_is_spawned_directly() -> None:
+    read_end, write_end = os.pipe()
+    try:
+        process = start_process(
+            ["sh", "-c", "true"],
+            executable=str(SH),
+            env={},
+            cwd=START["cwd"],
+            stdin=None,
+            stdout=write_end,
+            stderr=write_end,
+        )
+        process.wait()
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    spawned = not isinstance(process, subprocess.Popen)
+    assert spawned == (START["cwd"] == Path.cwd())
+    assert process.returncode == 0
 
 
 def cancel_test(script: str, kill_grace: float) -> tuple[list[int], float]:
