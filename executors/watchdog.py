@@ -3,9 +3,9 @@
 Steps run in process groups of their own (so that a timeout can kill a whole group), which
 also means a runner killed with SIGKILL would leave them running. The runner tells a small
 watchdog process about every group it starts (`+pgid`) and every group that has ended
-(`-pgid`, sent along with the next line) over a pipe. When the pipe closes — the runner
-exited or died — the watchdog terminates the groups still listed: a crashed run's steps, and
-background processes a step left behind.
+(`-pgid`) over a pipe. When the pipe closes — the runner exited or died — the watchdog
+terminates the groups still listed: a crashed run's steps, and background processes a step
+left behind.
 
 A runner killed between starting a step and telling the watchdog (a window that opens
 whenever the kernel runs the new process before the runner) would still leave that step
@@ -73,9 +73,6 @@ class GroupWatchdog:
         self._token = ""
         self._lock = threading.Lock()
         self._exit_hook = False
-        self._ended = ""
-        """`-pgid` lines not sent yet: they go with the next line, one write (and one wake-up
-        of the watchdog) per step instead of two."""
 
     @property
     def pid(self) -> int | None:
@@ -90,14 +87,12 @@ class GroupWatchdog:
         self._send(f"+{pgid}\n")
 
     def ended(self, pgid: int) -> None:
-        with self._lock:
-            self._ended += f"-{pgid}\n"
+        self._send(f"-{pgid}\n")
 
     def _send(self, line: str) -> None:
         with self._lock:
             process, _ = self._running()
-            lines, self._ended = self._ended + line, ""
-            if not _write(process, lines):
+            if not _write(process, line):
                 self._process = None
 
     def _running(self) -> tuple[subprocess.Popen[bytes], str]:
@@ -115,7 +110,7 @@ class GroupWatchdog:
         with self._lock:
             process = self._process
             if process is not None and process.poll() is None:
-                _write(process, self._ended + ".\n")
+                _write(process, ".\n")
 
 
 def _write(process: subprocess.Popen[bytes], line: str) -> bool:
