@@ -3,9 +3,12 @@ run a plan through the Python API; and helpers to watch the processes a step lea
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable
@@ -29,10 +32,16 @@ class WfeResult(NamedTuple):
 RunWfe = Callable[..., WfeResult]
 
 
+PLAN_CACHE = tempfile.mkdtemp(prefix="wfe-test-plans-")
+"""The plan cache of every `wfe` a test starts: not the user's, and gone after the tests."""
+atexit.register(shutil.rmtree, PLAN_CACHE, ignore_errors=True)
+
+
 def wfe_environment(**extra: str) -> dict[str, str]:
     """Our environment, made deterministic: no colour, no inherited wfe settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WFE_")}
     env["NO_COLOR"] = "1"
+    env["WFE_PLAN_CACHE"] = PLAN_CACHE
     env.pop("CI", None)
     env.update(extra)
     return env

@@ -62,32 +62,48 @@ def config_options(function: F) -> F:
 
 
 def resolve_file(file: str | None) -> Path:
+    if file:
+        return Path(file)
     from wfe_yaml.errors import ConfigError
     from wfe_yaml.loader import find_default_file
 
     try:
-        return Path(file) if file else find_default_file()
+        return find_default_file()
     except ConfigError as error:
         fail(error)
 
 
 def load_plan(
-    file: str | None, assignments: Iterable[str] = (), config_file: str | None = None
+    file: str | None,
+    assignments: Iterable[str] = (),
+    config_file: str | None = None,
+    *,
+    cached: bool = False,
 ) -> Plan:
-    """Load the plan or print every config error and exit 2."""
+    """Load the plan or print every config error and exit 2. `cached`: from the plan cache
+    when the files are unchanged (`wfe run`; the checking verbs always read the files)."""
     with long_lived_objects():
-        return _load_plan(file, assignments, config_file)
+        return _load_plan(file, list(assignments), config_file, cached)
 
 
-def _load_plan(file: str | None, assignments: Iterable[str], config_file: str | None) -> Plan:
+def _load_plan(
+    file: str | None, assignments: list[str], config_file: str | None, cached: bool
+) -> Plan:
     from wfe_yaml.errors import ConfigError
-    from wfe_yaml.interpolate import parse_assignment
-    from wfe_yaml.loader import load
+    from wfe_yaml.plan_cache import cached_load
 
     path = resolve_file(file)
-    try:
+
+    def load() -> Plan:
+        # Imported here: a plan from the cache needs none of the loading code.
+        from wfe_yaml.interpolate import parse_assignment
+        from wfe_yaml.loader import load
+
         pairs = [parse_assignment(text) for text in assignments]
-        plan = load(path, config_file=config_file, assignments=pairs)
+        return load(path, config_file=config_file, assignments=pairs)
+
+    try:
+        plan = cached_load(path, assignments, config_file, load) if cached else load()
     except ConfigError as error:
         fail(error)
     show_warnings(plan.warnings)

@@ -89,7 +89,7 @@ def command(
     """
     from wfe_yaml.errors import ConfigError
 
-    plan = load_plan(file, assignments, config_file)
+    plan = load_plan(file, assignments, config_file, cached=True)
     try:
         target = plan.workflow(workflow)
         inputs = typed_inputs(input_pairs, target.inputs)
@@ -153,6 +153,8 @@ def typed_inputs(pairs: tuple[str, ...], declared: Mapping[str, Any]) -> dict[st
     type but the text does, or the text read as JSON does, that is taken instead: `-i version=1.10`
     stays "1.10" for a string input, and `-i 'tags=["a", "b"]'` gives a list<string> its list.
     What fits nothing is left for the engine to report."""
+    if not pairs:
+        return {}  # without importing the loading code, which a cached plan does without
     from wfe_yaml.interpolate import parse_assignment
     from wfe_yaml.types import check_value
 
