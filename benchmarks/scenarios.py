@@ -54,6 +54,8 @@ def steps_file(path: Path, count: int, step: str, parallel: bool = False) -> Pat
 
 SH_TRUE = "type: shell, config: {shell: sh, run: 'true'}"
 PYTHON_FLOOR = "Python floor: posix_spawn loop"
+PLAN_CACHE_OFF = "wfe, plan cache off"
+"""A first run, or the first after an edit: the files are parsed, validated and compiled."""
 
 
 def _python_spawn_loop(count: int) -> str:
@@ -80,6 +82,7 @@ def sequential(work: Path, repeat: int) -> list[Row]:
         "bash loop of sh -c true": ["bash", "-c", f"for i in $(seq {count}); do sh -c true; done"],
         PYTHON_FLOOR: [PYTHON, "-c", _python_spawn_loop(count)],
         "wfe (store on)": [wfe(), "run", "--plain", "-q", "seq.yaml"],
+        PLAN_CACHE_OFF: ["env", "WFE_PLAN_CACHE=off", wfe(), "run", "--plain", "-q", "seq.yaml"],
     }
     no_store = store_flag()
     if no_store:
@@ -104,6 +107,7 @@ def sequential(work: Path, repeat: int) -> list[Row]:
             note = f"wfe / {peer} = {wfe_time / peer_time:.2f}"
             if floor > peer_time:
                 note += f"; the Python floor alone is {floor / peer_time:.2f}× {peer}"
+            note += f"; cache off: {timings[PLAN_CACHE_OFF].seconds / peer_time:.2f}"
             _target(rows, peer, f"wfe ≤ {peer}", wfe_time <= peer_time, note=note)
         else:
             rows.append(Row("500 sequential steps", peer, 0, None, None, 0, note="not installed"))

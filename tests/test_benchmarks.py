@@ -48,6 +48,7 @@ def test_every_subject_of_the_scenarios_is_timed_or_named_missing(
         "500 sequential steps/Python floor: posix_spawn loop",
         "500 sequential steps/wfe (store on)",
         "500 sequential steps/wfe --no-store",
+        "500 sequential steps/wfe, plan cache off",
         "start-up/python -c pass",
         "start-up/wfe --version",
         "start-up/wfe validate (1,000 steps)",
