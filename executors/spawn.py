@@ -5,8 +5,9 @@ in Python (the environment encoded entry by entry, an error pipe, the exec error
 `posix_spawn` does the same in C, some 50 µs less per step. It cannot change the working
 directory, so it is used only when the step runs in ours, and it closes no descriptors, so
 the descriptors `wfe` inherited are made non-inheritable first (Python opens every other one
-non-inheritable); the rest is what `Popen(start_new_session=True)` does: a new session,
-stdin/stdout/stderr in place, and SIGPIPE and SIGXFSZ back to their defaults.
+non-inheritable; a program using wfe as a library has its own inherited ones changed so); the
+rest is what `Popen(start_new_session=True)` does: a new session, stdin/stdout/stderr in
+place, and SIGPIPE and SIGXFSZ back to their defaults.
 """
 
 from __future__ import annotations
