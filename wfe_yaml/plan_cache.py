@@ -3,8 +3,8 @@ and compiling them (and importing the code that does it).
 
 An entry is found by a key over what a plan is made of besides the files' text: wfe's own
 code, the workflows file's path, the `-c` assignments, the config file and `WFE_CONFIG`. It
-holds the plan and a digest of every file the plan was read from (the workflows file and its
-includes), and it is used only while each of them still has that content. A file that does
+holds the plan and the content hash the store records for a run's files (the workflows file
+and its includes), and it is used only while those files still have that content. A file that does
 not load is never cached, so its errors show on every run. Anything wrong with an entry
 (unreadable, written by other code, a file changed) means loading the files afresh.
 
@@ -28,11 +28,13 @@ from pathlib import Path
 
 import wfe_yaml
 from wfe_yaml.plan import Plan
+from wfe_yaml.store.sources import snapshot
 
 CACHE_ENV = "WFE_PLAN_CACHE"
 OFF_VALUES = ("off", "0", "false", "no")
 ENTRIES_KEPT = 64
-"""The newest entries kept: each edit of a file makes a new one."""
+"""The newest entries kept: one per file and set of `-c` values, config file and wfe version
+(an edited file replaces its entry)."""
 
 _CODE_PACKAGES = ("wfe_yaml", "executors")
 
@@ -76,7 +78,7 @@ def _key(
 ) -> str:
     config = None
     if config_file is not None:
-        config = (os.path.realpath(config_file), _digest(Path(config_file)))
+        config = (os.path.realpath(config_file), Path(config_file).read_bytes())
     parts = (
         _code_fingerprint(),
         str(path),
@@ -113,20 +115,20 @@ def _sources_under(directory: str) -> list[tuple[str, int, int]]:
     return found
 
 
-def _digest(path: Path) -> bytes:
-    return hashlib.sha256(path.read_bytes()).digest()
-
-
 def _read(entry: Path) -> Plan | None:
     try:
         with open(entry, "rb") as stream:
             if not _private(os.fstat(stream.fileno())):
                 return None
-            digests, plan = pickle.load(stream)
-        unchanged = all(_digest(Path(name)) == digest for name, digest in digests)
+            content_hash, plan = pickle.load(stream)
+        unchanged = _content_hash(plan) == content_hash
     except Exception:  # missing, damaged, or from other code: the files are loaded afresh
         return None
     return plan if unchanged and isinstance(plan, Plan) else None
+
+
+def _content_hash(plan: Plan) -> str:
+    return snapshot(plan.source, plan.files)[0]
 
 
 def _private(status: os.stat_result) -> bool:
@@ -138,8 +140,7 @@ def _write(directory: Path, entry: Path, plan: Plan) -> None:
     """Keep the plan; a cache that cannot be written is only slower, never an error."""
     temporary = None
     try:
-        digests = [(str(file), _digest(file)) for file in plan.files]
-        data = pickle.dumps((digests, plan), protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps((_content_hash(plan), plan), protocol=pickle.HIGHEST_PROTOCOL)
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         descriptor, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
         with open(descriptor, "wb") as stream:
